@@ -1,0 +1,317 @@
+"""Per-layer costs: params, MACs, FLOPs, activation and weight memory, under several counting conventions.
+
+Each node is measured once into convention-free *terms* (conv MACs, bias adds, BN elements, activation
+elements, pooling reads, element-wise adds, ...). A convention is a recipe over those terms, so switching
+conventions is instant and the difference between two published figures can be shown term by term.
+
+``macs`` is always conv (group-aware) + fully-connected multiply-accumulates, at batch 1: what the MobileNet
+papers call mult-adds. An op with no rule here is reported as *not counted*, never as zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .blocks import BlockGraph, group_blocks
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, FLOP_GROUPS, PARAM_GROUPS, Convention
+from .graph import GraphIndex
+from .model import LoadedModel
+
+# Ops that cost nothing in every convention: they move or relabel data.
+FREE_OPS = {
+    "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "Identity", "Dropout", "Shape", "Size", "Gather",
+    "Concat", "Constant", "Pad", "Slice", "Split", "Cast", "ConstantOfShape", "Expand", "Tile",
+}
+QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_ACT_TERMS = {
+    "Relu": "relu", "Clip": "relu6", "LeakyRelu": "relu", "PRelu": "relu", "HardSwish": "hswish",
+    "HardSigmoid": "hsigmoid", "Sigmoid": "sigmoid", "Tanh": "other_act", "Elu": "other_act", "Selu": "other_act",
+    "Mish": "other_act", "Gelu": "other_act", "Softmax": "softmax", "LogSoftmax": "softmax",
+}
+
+
+@dataclass
+class NodeCost:
+    name: str
+    op_type: str
+    block: int
+    input_shapes: list[list[int] | None]
+    output_shapes: list[list[int] | None]
+    macs: int | None
+    terms: dict[str, int] = field(default_factory=dict)  # FLOP terms, see conventions.FLOP_TERMS
+    param_terms: dict[str, int] = field(default_factory=dict)  # weight, bias, bn_affine, bn_stats, other
+    activation_bytes: int = 0
+    weight_bytes: int = 0
+    known: bool = True  # False: no cost rule for this op at all
+
+
+class CostReport:
+    """Costs of one model; values per convention are computed on demand from the stored terms."""
+
+    def __init__(self, loaded: LoadedModel, blocks: BlockGraph, nodes: list[NodeCost]):
+        self.model = loaded
+        self.blocks = blocks
+        self.nodes = nodes
+        self.by_name = {n.name: n for n in nodes}
+
+    # per node ------------------------------------------------------------------------------------
+    def params(self, node: NodeCost, convention: str = DEFAULT_CONVENTION) -> int:
+        conv = CONVENTIONS[convention]
+        return sum(v for k, v in node.param_terms.items() if k in conv.param_terms)
+
+    def flops(self, node: NodeCost, convention: str = DEFAULT_CONVENTION) -> int | None:
+        """The convention's figure for a node, or None when that counter does not count this op."""
+        if not node.known:
+            return None
+        conv = CONVENTIONS[convention]
+        total = 0.0
+        for term, value in node.terms.items():
+            if term in conv.skips and value:
+                return None
+            total += conv.flop_factors.get(term, 0) * value
+        return int(round(total))
+
+    # aggregates ----------------------------------------------------------------------------------
+    def _sum(self, nodes, convention):
+        params = sum(self.params(n, convention) for n in nodes)
+        macs = sum(n.macs or 0 for n in nodes)
+        flops = sum(f for n in nodes if (f := self.flops(n, convention)) is not None)
+        act = sum(n.activation_bytes for n in nodes)
+        wb = sum(n.weight_bytes for n in nodes)
+        return {"params": params, "macs": macs, "flops": flops, "activation_bytes": act, "weight_bytes": wb}
+
+    def totals(self, convention: str = DEFAULT_CONVENTION) -> dict:
+        return self._sum(self.nodes, convention)
+
+    def block_totals(self, convention: str = DEFAULT_CONVENTION) -> list[dict]:
+        out = []
+        for b in self.blocks.blocks:
+            members = [self.by_name[n] for n in b.nodes if n in self.by_name]
+            out.append({"index": b.index, "name": b.name, "kind": b.kind, "nodes": len(members),
+                        "residual": b.residual, **self._sum(members, convention)})
+        return out
+
+    def not_counted(self, convention: str = DEFAULT_CONVENTION) -> list[str]:
+        """Op types present whose cost this convention's counter does not count (or nothing counts)."""
+        ops = []
+        for n in self.nodes:
+            if self.flops(n, convention) is None and n.op_type not in ops:
+                ops.append(n.op_type)
+        return ops
+
+    def breakdown(self, convention: str) -> dict:
+        """The convention's totals split into term groups (conv/FC, bias, BN, activations, ...)."""
+        conv = CONVENTIONS[convention]
+        flops: dict[str, float] = {g: 0 for g in FLOP_GROUPS}
+        for n in self.nodes:
+            if self.flops(n, convention) is None:
+                continue
+            for term, value in n.terms.items():
+                flops[FLOP_GROUPS_OF[term]] += conv.flop_factors.get(term, 0) * value
+        params = {g: 0 for g in PARAM_GROUPS}
+        for n in self.nodes:
+            for term, value in n.param_terms.items():
+                if term in conv.param_terms:
+                    params[term] += value
+        return {"flops": {k: int(round(v)) for k, v in flops.items()}, "params": params,
+                "not_counted": self.not_counted(convention)}
+
+    def comparison(self) -> list[dict]:
+        """Every convention side by side, for explaining why published numbers differ."""
+        rows = []
+        for name, conv in CONVENTIONS.items():
+            t = self.totals(name)
+            rows.append({"convention": name, "title": conv.title, "flops_label": conv.flops_label,
+                         "params": t["params"], "flops": t["flops"], **{"breakdown": self.breakdown(name)}})
+        return rows
+
+    # export --------------------------------------------------------------------------------------
+    def layer_rows(self, convention: str = DEFAULT_CONVENTION) -> list[dict]:
+        rows = []
+        for n in self.nodes:
+            rows.append({
+                "name": n.name, "op_type": n.op_type, "block": self.blocks.blocks[n.block].name,
+                "input_shapes": n.input_shapes, "output_shapes": n.output_shapes,
+                "params": self.params(n, convention), "macs": n.macs, "flops": self.flops(n, convention),
+                "activation_bytes": n.activation_bytes, "weight_bytes": n.weight_bytes,
+            })
+        return rows
+
+    def to_dict(self, convention: str = DEFAULT_CONVENTION) -> dict:
+        m = self.model
+        t = self.totals(convention)
+        return {
+            "model": {"name": m.name, "source_format": m.source_format,
+                      "path": str(m.source_path) if m.source_path else None, "sha256": m.sha256,
+                      "file_size": m.file_size, "opset": m.opset,
+                      "inputs": [vars(s) | {"shape": list(s.shape)} for s in m.inputs],
+                      "outputs": [vars(s) | {"shape": list(s.shape)} for s in m.outputs]},
+            "convention": convention,
+            "totals": {"params": t["params"], "macs": t["macs"], "flops": t["flops"],
+                       "activation_bytes": t["activation_bytes"], "weight_bytes": t["weight_bytes"]},
+            "blocks": [{"name": b["name"], "kind": b["kind"], "nodes": b["nodes"], "params": b["params"],
+                        "macs": b["macs"], "flops": b["flops"], "residual": b["residual"]}
+                       for b in self.block_totals(convention)],
+            "layers": self.layer_rows(convention),
+            "not_counted": self.not_counted(convention),
+            "conventions": self.comparison(),
+        }
+
+    def to_csv(self, convention: str = DEFAULT_CONVENTION) -> str:
+        buf = io.StringIO()
+        cols = ["name", "op_type", "block", "input_shapes", "output_shapes", "params", "macs", "flops",
+                "activation_bytes", "weight_bytes"]
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        for row in self.layer_rows(convention):
+            row = dict(row)
+            for k in ("input_shapes", "output_shapes"):
+                row[k] = " ".join("x".join(map(str, s)) if s else "?" for s in row[k])
+            for k in ("macs", "flops"):
+                if row[k] is None:
+                    row[k] = "not counted"
+            w.writerow(row)
+        return buf.getvalue()
+
+
+FLOP_GROUPS_OF = {
+    "conv_macs": "conv+fc", "fc_macs": "conv+fc", "conv_bias": "bias", "fc_bias": "bias", "bn": "bn",
+    "relu": "activation", "relu6": "activation", "hswish": "activation", "hsigmoid": "activation",
+    "sigmoid": "activation", "other_act": "activation", "softmax": "activation",
+    "gap_in": "pooling", "gap_out": "pooling", "avgpool_window": "pooling", "avgpool_out": "pooling",
+    "maxpool_window": "pooling", "maxpool_out": "pooling", "add": "eltwise", "mul": "eltwise", "quant": "quant",
+}
+
+
+def analyse(loaded: LoadedModel, gi: GraphIndex | None = None, blocks: BlockGraph | None = None) -> CostReport:
+    gi = gi or GraphIndex(loaded)
+    blocks = blocks or group_blocks(gi)
+    nodes = [_measure(gi, i, blocks.node_block.get(gi.names[i], 0)) for i in range(len(gi.nodes))]
+    return CostReport(loaded, blocks, nodes)
+
+
+def _numel(shape) -> int:
+    return int(np.prod(shape)) if shape is not None else 0
+
+
+def _bytes(gi: GraphIndex, t: str) -> int:
+    shape, dtype = gi.shape(t), gi.dtype(t)
+    if shape is None or dtype is None:
+        return 0
+    try:
+        return _numel(shape) * np.dtype(dtype).itemsize
+    except TypeError:
+        return 0
+
+
+def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
+    node = gi.nodes[i]
+    op = node.op_type
+    ins = [t for t in node.input]
+    in_shapes = [list(gi.shape(t)) if t and gi.shape(t) is not None else None for t in ins if t]
+    out_shapes = [list(gi.shape(t)) if gi.shape(t) is not None else None for t in node.output if t]
+    is_const = i in gi.const_nodes
+    nc = NodeCost(gi.names[i], op, block, in_shapes, out_shapes, macs=0)
+    if not is_const:
+        nc.activation_bytes = sum(_bytes(gi, t) for t in node.output if t)
+    out = gi.shape(node.output[0]) if node.output else None
+    x = gi.shape(ins[0]) if ins and ins[0] else None
+    terms, params = nc.terms, nc.param_terms
+
+    def weight(t: str | None, kind: str) -> None:
+        if not t:
+            return
+        src = gi.weight_source(t)
+        if src is None:
+            return
+        params[kind] = params.get(kind, 0) + _numel(tuple(src.dims))
+        nc.weight_bytes += _numel(tuple(src.dims)) * max(1, _itemsize(src.data_type))
+
+    if is_const or op in FREE_OPS:
+        return nc
+    if op in QUANT_OPS:
+        terms["quant"] = _numel(out)
+        return nc
+    if op in ("Conv", "ConvInteger", "QLinearConv"):
+        w_i, b_i = (3, 8) if op == "QLinearConv" else (1, 2)
+        w = gi.shape(ins[w_i]) if len(ins) > w_i else None
+        if w is None or out is None:
+            return _unknown(nc)
+        per_out = _numel(w[1:])  # (cin / groups) * kh * kw
+        terms["conv_macs"] = _numel(out) * per_out
+        weight(ins[w_i], "weight")
+        if len(ins) > b_i and ins[b_i]:
+            terms["conv_bias"] = _numel(out)
+            weight(ins[b_i], "bias")
+    elif op in ("Gemm", "MatMul", "MatMulInteger", "QGemm"):
+        a, b = gi.shape(ins[0]), gi.shape(ins[1])
+        if a is None or out is None:
+            return _unknown(nc)
+        k = a[-1] if not (op == "Gemm" and gi.attr(i, "transA", 0)) else a[0]
+        terms["fc_macs"] = _numel(out) * k
+        if ins[1] in gi.constants:
+            weight(ins[1], "weight")
+        if op == "Gemm" and len(ins) > 2 and ins[2]:
+            terms["fc_bias"] = _numel(out)
+            weight(ins[2], "bias")
+        del b
+    elif op == "BatchNormalization":
+        terms["bn"] = _numel(x)
+        for t in ins[1:3]:
+            weight(t, "bn_affine")
+        for t in ins[3:5]:
+            weight(t, "bn_stats")
+    elif op in _ACT_TERMS:
+        terms[_ACT_TERMS[op]] = _numel(out)
+        if op == "PRelu":
+            weight(ins[1], "other")
+    elif op in ("GlobalAveragePool", "ReduceMean"):
+        terms["gap_in"] = _numel(x)
+        terms["gap_out"] = _numel(out)
+    elif op in ("AveragePool", "MaxPool", "GlobalMaxPool"):
+        kind = "avgpool" if op == "AveragePool" else "maxpool"
+        if op == "GlobalMaxPool":
+            window = _numel(x)
+        else:
+            k = gi.attr(i, "kernel_shape", [1, 1])
+            window = _numel(out) * _numel(k)
+        terms[f"{kind}_window"] = window
+        terms[f"{kind}_out"] = _numel(out)
+    elif op in ("Add", "Sub", "Sum"):
+        acts = gi.activation_inputs(i)
+        if len(acts) >= 2:
+            terms["add"] = _numel(out)
+        else:  # adding a constant is a bias (e.g. MatMul + Add from a Linear export)
+            terms["fc_bias"] = _numel(out)
+            for t in ins:
+                if t and t in gi.constants:
+                    weight(t, "bias")
+    elif op in ("Mul", "Div"):
+        terms["mul"] = _numel(out)
+    else:
+        return _unknown(nc)
+    nc.macs = terms.get("conv_macs", 0) + terms.get("fc_macs", 0)
+    return nc
+
+
+def _unknown(nc: NodeCost) -> NodeCost:
+    nc.known = False
+    nc.macs = None
+    nc.terms.clear()
+    return nc
+
+
+def _itemsize(data_type: int) -> int:
+    import onnx
+
+    try:
+        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 1
+
+
+__all__ = ["analyse", "CostReport", "NodeCost", "CONVENTIONS", "Convention", "DEFAULT_CONVENTION"]

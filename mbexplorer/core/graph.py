@@ -1,0 +1,129 @@
+"""A read-only index over an ONNX graph: topological order, unique node names, producers, consumers,
+and which tensors are constants (weights and everything computed from weights and static shapes).
+
+Block grouping and cost analysis both walk graphs through this one index.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from functools import cached_property
+
+import onnx
+
+from .model import LoadedModel
+
+# Ops whose output depends only on the *shape* of their input, which is static here.
+_SHAPE_OPS = {"Shape", "Size"}
+
+
+class GraphIndex:
+    def __init__(self, loaded: LoadedModel):
+        self.loaded = loaded
+        g = loaded.model.graph
+        self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
+        self.graph_inputs = [vi.name for vi in g.input if vi.name not in self.initializers]
+        self.graph_outputs = [vi.name for vi in g.output]
+        self.nodes: list[onnx.NodeProto] = _toposort(list(g.node))
+        self.names: list[str] = _unique_names(self.nodes)
+        self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+        self.producer: dict[str, int] = {}
+        self.consumers: dict[str, list[int]] = defaultdict(list)
+        for i, node in enumerate(self.nodes):
+            for t in node.output:
+                if t:
+                    self.producer[t] = i
+            for t in node.input:
+                if t:
+                    self.consumers[t].append(i)
+        self.constants: set[str] = set(self.initializers)
+        self.const_nodes: set[int] = set()
+        for i, node in enumerate(self.nodes):
+            ins = [t for t in node.input if t]
+            if node.op_type == "Constant" or node.op_type in _SHAPE_OPS or all(t in self.constants for t in ins):
+                self.const_nodes.add(i)
+                self.constants.update(t for t in node.output if t)
+
+    # tensors -------------------------------------------------------------------------------------
+    def shape(self, tensor: str) -> tuple[int, ...] | None:
+        return self.loaded.shapes.get(tensor)
+
+    def dtype(self, tensor: str) -> str | None:
+        return self.loaded.dtypes.get(tensor)
+
+    def activation_inputs(self, i: int) -> list[str]:
+        return [t for t in self.nodes[i].input if t and t not in self.constants]
+
+    def weight_source(self, tensor: str) -> onnx.TensorProto | None:
+        """The initializer a constant tensor comes from, through DequantizeLinear, Identity, Cast, Reshape,
+        Transpose and friends (so a QDQ model's int8 weight is found behind its DequantizeLinear)."""
+        seen = 0
+        while tensor and seen < 8:
+            if tensor in self.initializers:
+                return self.initializers[tensor]
+            i = self.producer.get(tensor)
+            if i is None:
+                return None
+            node = self.nodes[i]
+            if node.op_type == "Constant":
+                for a in node.attribute:
+                    if a.name == "value":
+                        return a.t
+                return None
+            tensor = node.input[0] if node.input else ""
+            seen += 1
+        return None
+
+    @cached_property
+    def activation_nodes(self) -> list[int]:
+        return [i for i in range(len(self.nodes)) if i not in self.const_nodes]
+
+    def attr(self, i: int, name: str, default=None):
+        for a in self.nodes[i].attribute:
+            if a.name == name:
+                return onnx.helper.get_attribute_value(a)
+        return default
+
+
+def _toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Kahn's algorithm, keeping the file's order wherever it is already valid."""
+    produced = {t for n in nodes for t in n.output if t}
+    waiting = defaultdict(list)
+    need = []
+    for idx, n in enumerate(nodes):
+        deps = {t for t in n.input if t and t in produced}
+        need.append(len(deps))
+        for t in deps:
+            waiting[t].append(idx)
+    heap = [i for i, k in enumerate(need) if k == 0]
+    heapq.heapify(heap)
+    order = []
+    done_tensors = set()
+    while heap:
+        i = heapq.heappop(heap)
+        order.append(nodes[i])
+        for t in nodes[i].output:
+            if t and t not in done_tensors:
+                done_tensors.add(t)
+                for j in waiting.get(t, ()):
+                    need[j] -= 1
+                    if need[j] == 0:
+                        heapq.heappush(heap, j)
+    if len(order) != len(nodes):  # a cycle: ONNX forbids it; keep file order so nothing is lost
+        return nodes
+    return order
+
+
+def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
+    seen: dict[str, int] = {}
+    names = []
+    for i, n in enumerate(nodes):
+        base = n.name or f"{n.op_type}_{i}"
+        if base in seen:
+            seen[base] += 1
+            base = f"{base}#{seen[base]}"
+        else:
+            seen[base] = 0
+        names.append(base)
+    return names

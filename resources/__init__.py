@@ -1,0 +1,1 @@
+"""Assets the app ships (icons, colours, class names), installed as the package ``mbexplorer.resources``."""
