@@ -10,7 +10,7 @@ Terms (elements are counted at batch 1):
   bn                      BatchNormalization input elements
   relu, relu6, hswish, hsigmoid, sigmoid, other_act, softmax   activation output elements
   gap_in, gap_out         global average pooling: input elements read, output elements written
-  avgpool_window/_out, maxpool_window/_out   windowed pooling: window reads (out x kernel), outputs
+  avgpool_in/_out, maxpool_in/_out   windowed pooling: input elements read, output elements written
   add, mul                element-wise adds (residuals) and multiplies (squeeze-excite scaling)
   quant                   Quantize/DequantizeLinear elements (simulated quantization; free everywhere)
 Param terms: weight (conv/FC weights), bias (conv/FC biases), bn_affine (gamma, beta), bn_stats (running
@@ -21,11 +21,11 @@ The rules of each counter are taken from its source; see the per-convention desc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 FLOP_TERMS = (
     "conv_macs", "fc_macs", "conv_bias", "fc_bias", "bn", "relu", "relu6", "hswish", "hsigmoid", "sigmoid",
-    "other_act", "softmax", "gap_in", "gap_out", "avgpool_window", "avgpool_out", "maxpool_window",
+    "other_act", "softmax", "gap_in", "gap_out", "avgpool_in", "avgpool_out", "maxpool_in",
     "maxpool_out", "add", "mul", "quant",
 )
 FLOP_GROUPS = ("conv+fc", "bias", "bn", "activation", "pooling", "eltwise", "quant")
@@ -38,13 +38,18 @@ class Convention:
     title: str
     description: str
     flops_label: str
-    flop_factors: dict[str, float]
-    skips: frozenset[str] = field(default_factory=frozenset)
+    flop_factors: dict[str, float]  # terms this counter counts (0 = counted as zero by its rules)
     param_terms: frozenset[str] = frozenset({"weight", "bias"})
 
+    @property
+    def skips(self) -> frozenset[str]:
+        """Terms the counter does not see at all: their ops are reported as not counted."""
+        return frozenset(FLOP_TERMS) - set(self.flop_factors)
 
-def _c(name, title, description, flops_label, factors, skips=(), params=("weight", "bias")):
-    return Convention(name, title, description, flops_label, dict(factors), frozenset(skips), frozenset(params))
+
+def _c(name, title, description, flops_label, factors, params=("weight", "bias")):
+    # simulated quantization (Q/DQ) is free under every convention
+    return Convention(name, title, description, flops_label, {"quant": 0, **factors}, frozenset(params))
 
 
 _MACS = {"conv_macs": 1, "fc_macs": 1}
@@ -55,45 +60,44 @@ CONVENTIONS: dict[str, Convention] = {
         _c("paper", "MobileNet papers",
            "FLOPs = 2 x mult-adds of conv and FC layers; params = conv and FC weights and biases, BN excluded "
            "(the MobileNet papers' tables; BN folds into the convolutions at inference).",
-           "FLOPs (2 x MACs)", {"conv_macs": 2, "fc_macs": 2}),
+           "FLOPs (2 x MACs)", {t: 0 for t in FLOP_TERMS} | {"conv_macs": 2, "fc_macs": 2}),
         _c("torchvision", "torchvision model metadata",
            "params = every trainable parameter incl. BN gamma/beta (torchvision's num_params); "
            "flops = conv + linear MACs, which torchvision's weights metadata lists as GFLOPS.",
-           "GFLOPS as torchvision lists them (= MACs)", _MACS,
+           "GFLOPS as torchvision lists them (= MACs)", {t: 0 for t in FLOP_TERMS} | _MACS,
            params=("weight", "bias", "bn_affine", "other")),
         _c("paddle", "paddle.flops (PaddleClas tables)",
            "paddle.flops: conv MACs + conv bias per output, Linear in x out, BN 2 per element, ReLU/ReLU6 0, "
            "adaptive average pool (kernel + 1) per output; layers without a rule (Hardswish, Hardsigmoid) and "
            "functional ops (add, multiply) are not seen. params include BN running mean and variance.",
            "FLOPs as paddle.flops prints them (1 per multiply-add)",
-           {**_MACS, "conv_bias": 1, "bn": 2, "relu": 0, "relu6": 0, "gap_in": 1, "gap_out": 1,
-            "avgpool_out": 1, "maxpool_out": 1},
-           skips=("hswish", "hsigmoid", "sigmoid", "other_act", "softmax", "add", "mul"),
+           {**_MACS, "conv_bias": 1, "fc_bias": 0, "bn": 2, "relu": 0, "relu6": 0, "gap_in": 1, "gap_out": 1,
+            "avgpool_in": 0, "avgpool_out": 1},
            params=("weight", "bias", "bn_affine", "bn_stats", "other")),
         _c("fvcore", "fvcore FlopCountAnalysis (timm)",
-           "fvcore: conv and linear MACs (bias not counted), BN in eval 2 per element when affine, "
-           "adaptive average pool 1 per input element; activations and element-wise ops are skipped.",
+           "fvcore (model in eval mode): conv and linear MACs without bias, BN 2 per element (affine), "
+           "adaptive average pool 1 per input element, ReLU ignored; ReLU6 (hardtanh), Hardswish, Hardsigmoid, "
+           "average pool, softmax, add and mul are reported by fvcore as unsupported and count nothing.",
            "FLOPs as fvcore counts them (1 per multiply-add)",
-           {**_MACS, "bn": 2, "gap_in": 1},
-           skips=("relu", "relu6", "hswish", "hsigmoid", "sigmoid", "other_act", "softmax", "add", "mul",
-                  "avgpool_window", "avgpool_out", "maxpool_window", "maxpool_out"),
+           {**_MACS, "conv_bias": 0, "fc_bias": 0, "bn": 2, "gap_in": 1, "gap_out": 0, "relu": 0},
            params=("weight", "bias", "bn_affine", "other")),
-        _c("thop", "thop (pytorch-OpCounter)",
-           "thop profile(): conv MACs, Linear in x out, BN 2 per element, ReLU/ReLU6 zero, adaptive average "
-           "pool (kernel + 1) per output; modules without a rule (Hardswish, Hardsigmoid) are treated as zero "
-           "and functional ops (add, mul) are not seen.",
+        _c("thop", "thop 0.1.1 (pytorch-OpCounter)",
+           "thop.profile: conv and linear MACs without bias, BN 4 per element (affine), ReLU/ReLU6/max pool 0, "
+           "average pool 1 per output, adaptive average pool (kernel + 1) per output (as an nn.Module; a "
+           "functional pool, as in torchvision's MobileNetV2 head, is not seen); Hardswish, Hardsigmoid and "
+           "functional add/mul have no rule.",
            "MACs as thop.profile returns them",
-           {**_MACS, "bn": 2, "relu": 0, "relu6": 0, "gap_in": 1, "gap_out": 1, "avgpool_window": 1,
-            "avgpool_out": 1, "maxpool_window": 0},
-           skips=("hswish", "hsigmoid", "sigmoid", "other_act", "softmax", "add", "mul"),
+           {**_MACS, "conv_bias": 0, "fc_bias": 0, "bn": 4, "relu": 0, "relu6": 0, "gap_in": 1, "gap_out": 1,
+            "avgpool_in": 0, "avgpool_out": 1, "maxpool_in": 0, "maxpool_out": 0},
            params=("weight", "bias", "bn_affine", "other")),
-        _c("ptflops", "ptflops (pytorch backend)",
-           "ptflops get_model_complexity_info, pytorch backend: conv MACs + bias per output, Linear in x out + "
-           "bias, BN 1 per element (x2 when affine), ReLU/ReLU6 1 per element, pooling 1 per input element.",
+        _c("ptflops", "ptflops 0.7.5 (default pytorch backend)",
+           "ptflops get_model_complexity_info with its defaults: conv and linear MACs plus bias per output, "
+           "BN 2 per element (affine), ReLU6 1 per element, softmax 1 per element; nn.ReLU and average pools "
+           "(nn modules) count twice, 2 per input element, because the module hook and the functional patch both "
+           "fire; Hardswish, Hardsigmoid and Python add/mul count nothing.",
            "MACs as ptflops reports them",
-           {**_MACS, "conv_bias": 1, "fc_bias": 1, "bn": 2, "relu": 1, "relu6": 1, "gap_in": 1,
-            "avgpool_window": 1, "maxpool_window": 1},
-           skips=("hswish", "hsigmoid", "sigmoid", "other_act", "softmax", "add", "mul"),
+           {**_MACS, "conv_bias": 1, "fc_bias": 1, "bn": 2, "relu": 2, "relu6": 1, "softmax": 1, "gap_in": 2,
+            "gap_out": 0, "avgpool_in": 2, "avgpool_out": 0, "maxpool_in": 2, "maxpool_out": 0},
            params=("weight", "bias", "bn_affine", "other")),
     )
 }

@@ -70,9 +70,11 @@ class CostReport:
         conv = CONVENTIONS[convention]
         total = 0.0
         for term, value in node.terms.items():
-            if term in conv.skips and value:
-                return None
-            total += conv.flop_factors.get(term, 0) * value
+            if term not in conv.flop_factors:
+                if value:
+                    return None
+                continue
+            total += conv.flop_factors[term] * value
         return int(round(total))
 
     # aggregates ----------------------------------------------------------------------------------
@@ -182,8 +184,8 @@ FLOP_GROUPS_OF = {
     "conv_macs": "conv+fc", "fc_macs": "conv+fc", "conv_bias": "bias", "fc_bias": "bias", "bn": "bn",
     "relu": "activation", "relu6": "activation", "hswish": "activation", "hsigmoid": "activation",
     "sigmoid": "activation", "other_act": "activation", "softmax": "activation",
-    "gap_in": "pooling", "gap_out": "pooling", "avgpool_window": "pooling", "avgpool_out": "pooling",
-    "maxpool_window": "pooling", "maxpool_out": "pooling", "add": "eltwise", "mul": "eltwise", "quant": "quant",
+    "gap_in": "pooling", "gap_out": "pooling", "avgpool_in": "pooling", "avgpool_out": "pooling",
+    "maxpool_in": "pooling", "maxpool_out": "pooling", "add": "eltwise", "mul": "eltwise", "quant": "quant",
 }
 
 
@@ -274,12 +276,7 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
         terms["gap_out"] = _numel(out)
     elif op in ("AveragePool", "MaxPool", "GlobalMaxPool"):
         kind = "avgpool" if op == "AveragePool" else "maxpool"
-        if op == "GlobalMaxPool":
-            window = _numel(x)
-        else:
-            k = gi.attr(i, "kernel_shape", [1, 1])
-            window = _numel(out) * _numel(k)
-        terms[f"{kind}_window"] = window
+        terms[f"{kind}_in"] = _numel(x)
         terms[f"{kind}_out"] = _numel(out)
     elif op in ("Add", "Sub", "Sum"):
         acts = gi.activation_inputs(i)

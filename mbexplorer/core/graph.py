@@ -9,23 +9,25 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import onnx
 
-from .model import LoadedModel
+if TYPE_CHECKING:
+    from .model import LoadedModel
 
 # Ops whose output depends only on the *shape* of their input, which is static here.
 _SHAPE_OPS = {"Shape", "Size"}
 
 
 class GraphIndex:
-    def __init__(self, loaded: LoadedModel):
+    def __init__(self, loaded: "LoadedModel"):
         self.loaded = loaded
         g = loaded.model.graph
         self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
         self.graph_inputs = [vi.name for vi in g.input if vi.name not in self.initializers]
         self.graph_outputs = [vi.name for vi in g.output]
-        self.nodes: list[onnx.NodeProto] = _toposort(list(g.node))
+        self.nodes: list[onnx.NodeProto] = toposort(list(g.node))
         self.names: list[str] = _unique_names(self.nodes)
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
         self.producer: dict[str, int] = {}
@@ -86,7 +88,7 @@ class GraphIndex:
         return default
 
 
-def _toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+def toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
     """Kahn's algorithm, keeping the file's order wherever it is already valid."""
     produced = {t for n in nodes for t in n.output if t}
     waiting = defaultdict(list)

@@ -236,6 +236,7 @@ def from_proto(
         sha256, file_size = hashlib.sha256(blob).hexdigest(), len(blob)
     opset = _check_opset(proto, name)
     _check_operators(proto, name)
+    _sort_nodes(proto)
     _fix_input_shapes(proto, name, input_shapes or {})
     shapes, dtypes = _infer_shapes(proto, name)
     inits = {t.name for t in proto.graph.initializer}
@@ -256,6 +257,20 @@ def from_proto(
         shapes=shapes,
         dtypes=dtypes,
     )
+
+
+def _sort_nodes(proto: onnx.ModelProto) -> None:
+    """ONNX requires nodes in topological order, and shape inference relies on it; some writers don't."""
+    from .graph import toposort
+
+    nodes = list(proto.graph.node)
+    ordered = toposort(nodes)
+    if any(a is not b for a, b in zip(nodes, ordered)):
+        copies = [onnx.NodeProto() for _ in ordered]
+        for c, n in zip(copies, ordered):
+            c.CopyFrom(n)
+        del proto.graph.node[:]
+        proto.graph.node.extend(copies)
 
 
 def _check_opset(proto: onnx.ModelProto, name: str) -> int:

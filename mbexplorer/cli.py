@@ -1,0 +1,164 @@
+"""Command line: ``mbexplorer [gui|summary|build] ...``. A thin layer over the core.
+
+Errors caused by input (``MbxError``) print one line and exit 1; nothing prints a traceback unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core import builder
+from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
+from .core.errors import MbxError
+
+
+def _shape_arg(text: str) -> tuple[str, list[int]]:
+    try:
+        name, dims = text.split("=", 1)
+        return name, [int(d) for d in dims.replace("x", ",").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=D0,D1,...; e.g. input=1,3,224,224") from None
+
+
+def _si(n: float | None) -> str:
+    if n is None:
+        return "not counted"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+# --------------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_summary(args) -> int:
+    from .core.analysis import open_model
+
+    shapes = dict(args.input_shape or [])
+    a = open_model(args.model, shapes)
+    report = a.costs
+    conv = args.convention
+    if args.csv:
+        Path(args.csv).write_text(report.to_csv(conv), encoding="utf-8")
+    if args.json:
+        json.dump(report.to_dict(conv), sys.stdout, indent=1)
+        print()
+        return 0
+    m = a.model
+    out = sys.stdout
+    print(f"{m.name}  ({m.source_format}, opset {m.opset}, {m.file_size:,} bytes, sha256 {m.sha256[:16]}…)", file=out)
+    for s in m.inputs:
+        print(f"  input  {s.describe()}", file=out)
+    for s in m.outputs:
+        print(f"  output {s.describe()}", file=out)
+    c = CONVENTIONS[conv]
+    print(f"\nconvention: {conv} — {c.description}", file=out)
+    print(f"\n{'block':<52} {'nodes':>5} {'params':>12} {'MACs':>14} {'FLOPs':>14}", file=out)
+    for b in report.block_totals(conv):
+        print(f"{b['name'][:52]:<52} {b['nodes']:>5} {b['params']:>12,} {b['macs']:>14,} {b['flops']:>14,}", file=out)
+    t = report.totals(conv)
+    print(f"{'total':<52} {len(report.nodes):>5} {t['params']:>12,} {t['macs']:>14,} {t['flops']:>14,}", file=out)
+    print(f"\nparams {_si(t['params'])}, MACs {_si(t['macs'])}, {c.flops_label}: {_si(t['flops'])}", file=out)
+    print(f"activation memory {t['activation_bytes'] / 2**20:.2f} MiB, weights {t['weight_bytes'] / 2**20:.2f} MiB",
+          file=out)
+    nc = report.not_counted(conv)
+    if nc:
+        print(f"not counted under '{conv}': {', '.join(nc)}", file=out)
+    print("\nall conventions:", file=out)
+    for row in report.comparison():
+        extra = f"  (not counted: {', '.join(row['breakdown']['not_counted'])})" if row["breakdown"]["not_counted"] else ""
+        print(f"  {row['convention']:<12} params {row['params']:>12,}  flops {row['flops']:>15,}{extra}", file=out)
+    return 0
+
+
+def cmd_build(args) -> int:
+    import onnx
+
+    loaded = builder.build(args.family, args.width, args.resolution, args.classes, fold_bn=args.fold_bn,
+                           rounding=args.rounding, seed=args.seed)
+    out = Path(args.output)
+    try:
+        onnx.save(loaded.model, str(out))
+    except OSError as exc:
+        raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {loaded.name}, "
+          f"input {loaded.inputs[0].describe()}, output {loaded.outputs[0].describe()}")
+    return 0
+
+
+def cmd_gui(args) -> int:
+    from .gui.app import run_gui
+
+    build = None
+    if args.build:
+        build = {"family": args.build, "width": args.width, "resolution": args.resolution}
+    return run_gui(model_path=args.model, screenshot=args.screenshot, build=build)
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mbexplorer", description="Explore, run and profile MobileNet classifiers.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command")
+
+    g = sub.add_parser("gui", help="open the app (the default)")
+    g.add_argument("model", nargs="?", help="model file to open")
+    g.add_argument("--screenshot", metavar="OUT.png", help="render the window, save it and exit")
+    g.add_argument("--build", choices=builder.FAMILIES, help="open a freshly built model instead of a file")
+    g.add_argument("--width", type=float, default=1.0)
+    g.add_argument("--resolution", type=int, default=224)
+    g.set_defaults(func=cmd_gui)
+
+    s = sub.add_parser("summary", help="per-block and per-layer params, MACs and FLOPs")
+    s.add_argument("model")
+    s.add_argument("--convention", choices=list(CONVENTIONS), default=DEFAULT_CONVENTION)
+    s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--csv", metavar="FILE", help="also write the per-layer table as CSV")
+    s.add_argument("--input-shape", type=_shape_arg, action="append", metavar="NAME=D0,D1,...",
+                   help="fix an input whose size is not fixed in the file")
+    s.set_defaults(func=cmd_summary)
+
+    b = sub.add_parser("build", help="build a MobileNet as ONNX")
+    b.add_argument("family", choices=builder.FAMILIES)
+    b.add_argument("--width", type=float, default=1.0, help="width multiplier (0.25 ... 2.0)")
+    b.add_argument("--resolution", type=int, default=224, help="input size in pixels (96 ... 320)")
+    b.add_argument("--classes", type=int, default=1000)
+    b.add_argument("--fold-bn", action="store_true", help="fold BatchNormalization into the convolutions")
+    b.add_argument("--rounding", choices=builder.ROUNDINGS, default="torchvision",
+                   help="channel rounding: torchvision make_divisible(8) or PaddleClas int(c * width)")
+    b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    b.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    b.set_defaults(func=cmd_build)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui"] + (argv if argv is not None else sys.argv[1:]))
+    try:
+        return args.func(args)
+    except MbxError as exc:
+        print(f"mbexplorer: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: one line by default, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"mbexplorer: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

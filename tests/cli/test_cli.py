@@ -1,0 +1,93 @@
+"""The command line, run as a user runs it: a real subprocess of the installed console script's module."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def mbx(*args, timeout=180):
+    return subprocess.run([sys.executable, "-m", "mbexplorer.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_build_then_summary_json_has_exact_figures(tmp_path):
+    out = tmp_path / "v1.onnx"
+    r = mbx("build", "mobilenet_v1", "--width", "1.0", "--resolution", "224", "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "wrote" in r.stdout and out.stat().st_size > 16_000_000
+    r = mbx("summary", out, "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["totals"]["macs"] == 568_740_352 and d["totals"]["params"] == 4_210_088
+    assert d["totals"]["flops"] == 2 * 568_740_352
+    assert [b["kind"] for b in d["blocks"]].count("depthwise_separable") == 13
+    assert d["layers"][0]["op_type"] == "Conv" and d["layers"][0]["output_shapes"] == [[1, 32, 112, 112]]
+    assert d["not_counted"] == []
+
+
+def test_summary_conventions_and_csv(tmp_path):
+    model = tmp_path / "v1.onnx"
+    assert mbx("build", "mobilenet_v1", "--width", "0.25", "--rounding", "paddle", "-o", model).returncode == 0
+    csv_path = tmp_path / "layers.csv"
+    r = mbx("summary", model, "--convention", "paddle", "--csv", csv_path)
+    assert r.returncode == 0, r.stderr
+    assert "43,564,416" in r.stdout  # PaddleClas MobileNetV1_x0_25: 43.56 MFLOPs
+    assert "paddle" in r.stdout and "block 13: dw 3x3 s1, pw 256→256" in r.stdout
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("name,op_type,block,input_shapes,output_shapes,params,macs,flops")
+    assert len(lines) > 80
+
+
+def test_build_options(tmp_path):
+    out = tmp_path / "v3.onnx"
+    r = mbx("build", "mobilenet_v3_small", "--width", "0.75", "--resolution", "160", "--classes", "10", "--fold-bn",
+            "-o", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(mbx("summary", out, "--json").stdout)
+    assert d["model"]["inputs"][0]["shape"] == ["batch", 3, 160, 160]
+    assert d["model"]["outputs"][0]["shape"] == ["batch", 10]
+    assert not any(layer["op_type"] == "BatchNormalization" for layer in d["layers"])
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n", b"\x08\x07\x12\x04abc"])
+def test_bad_input_is_one_line_no_traceback(tmp_path, content):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(content)
+    r = mbx("summary", p)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("mbexplorer: error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_directory_unknown_op_and_bad_build_args(tmp_path):
+    r = mbx("summary", tmp_path)
+    assert r.returncode == 1 and "folder" in r.stderr and "Traceback" not in r.stderr
+    import onnx
+    from onnx import helper
+
+    node = helper.make_node("Mystery", ["x"], ["y"], domain="org.nowhere")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", 1, [1, 3, 4, 4])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("org.nowhere", 1)])
+    onnx.save(m, str(tmp_path / "m.onnx"))
+    r = mbx("summary", tmp_path / "m.onnx")
+    assert r.returncode == 1 and "Mystery" in r.stderr and r.stderr.count("\n") == 1
+    r = mbx("build", "mobilenet_v2", "--width", "5", "-o", tmp_path / "x.onnx")
+    assert r.returncode == 1 and "width 5 is outside" in r.stderr
+
+
+def test_input_shape_option(tmp_path):
+    import onnx
+    from onnx import helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, ["n", 3, "h", "w"])],
+                          [helper.make_tensor_value_info("y", 1, ["n", 3, "h", "w"])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "d.onnx"))
+    r = mbx("summary", tmp_path / "d.onnx")
+    assert r.returncode == 1 and "--input-shape x=" in r.stderr
+    r = mbx("summary", tmp_path / "d.onnx", "--input-shape", "x=1,3,64,64", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["layers"][0]["output_shapes"] == [[1, 3, 64, 64]]

@@ -1,0 +1,158 @@
+"""Loading: format sniffing from content, typed errors with useful messages, shapes, external data."""
+
+import hashlib
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+from PIL import Image
+
+from mbexplorer.core.errors import (
+    ExternalDataError,
+    InputShapeError,
+    NotAModelError,
+    TruncatedModelError,
+    UnknownOperatorError,
+    UnsupportedFormatError,
+    UnsupportedOpsetError,
+)
+from mbexplorer.core.model import load
+
+
+def test_load_onnx_fills_the_model_record(model_file):
+    path = model_file("mobilenet_v2", 0.5, 160)
+    m = load(path)
+    assert m.source_format == "onnx" and m.source_path == path.resolve()
+    assert m.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert m.file_size == path.stat().st_size
+    assert m.opset == 17 and "mbexplorer" in m.producer
+    (inp,) = m.inputs
+    assert (inp.name, inp.shape, inp.dtype, inp.layout) == ("input", ("batch", 3, 160, 160), "float32", "NCHW")
+    assert m.outputs[0].shape == ("batch", 1000)
+    assert m.shapes["features.0.0.out"] == (1, 16, 80, 80)  # resolved at batch 1
+    assert m.preprocessing is None and m.labels is None  # filled by importers later
+
+
+def test_format_is_sniffed_from_content_not_extension(model_file, tmp_path):
+    src = model_file("mobilenet_v1", 0.25, 128)
+    odd = tmp_path / "weights.bin"
+    odd.write_bytes(src.read_bytes())
+    assert load(odd).name == "weights"
+    fake = tmp_path / "model.onnx"
+    Image.new("RGB", (8, 8)).save(fake, format="PNG")
+    with pytest.raises(NotAModelError, match="PNG image"):
+        load(fake)
+
+
+def test_nhwc_layout_is_recognised():
+    from mbexplorer.core.model import _layout
+
+    assert _layout((1, 224, 224, 3)) == "NHWC" and _layout(("n", 3, 96, 96)) == "NCHW" and _layout((1, 1000)) is None
+
+
+@pytest.mark.parametrize("content,error,words", [
+    (b"", NotAModelError, r"empty \(0 bytes\)"),
+    (b"name,score\ncat,1\n", NotAModelError, "text file"),
+    (b"\x1c\x00\x00\x00TFL3" + bytes(64), UnsupportedFormatError, "TensorFlow Lite"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(64), UnsupportedFormatError, "Keras HDF5"),
+    (b"PK\x03\x04" + bytes(64), UnsupportedFormatError, "zip archive"),
+    (bytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] * 20), NotAModelError, "not a model"),
+])
+def test_bad_files_raise_typed_errors(tmp_path, content, error, words):
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(content)
+    with pytest.raises(error, match=words) as info:
+        load(p)
+    assert "\n" not in str(info.value)
+
+
+def test_truncated_onnx(model_file, tmp_path):
+    data = model_file("mobilenet_v1", 0.25, 128).read_bytes()
+    for cut in (len(data) // 3, len(data) - 10):
+        p = tmp_path / f"cut{cut}.onnx"
+        p.write_bytes(data[:cut])
+        with pytest.raises(TruncatedModelError, match="truncated"):
+            load(p)
+
+
+def test_directory_and_missing_file(tmp_path):
+    with pytest.raises(NotAModelError, match="folder"):
+        load(tmp_path)
+    (tmp_path / "tfjs").mkdir()
+    (tmp_path / "tfjs" / "model.json").write_text("{}")
+    with pytest.raises(UnsupportedFormatError, match="TF.js"):
+        load(tmp_path / "tfjs")
+    with pytest.raises(Exception, match="does not exist"):
+        load(tmp_path / "nope.onnx")
+
+
+def _tiny(op="Relu", domain="", opset=17, shape=(1, 3, 8, 8)):
+    node = helper.make_node(op, ["x"], ["y"], name="n0", domain=domain)
+    g = helper.make_graph([node], "tiny", [helper.make_tensor_value_info("x", 1, list(shape))],
+                          [helper.make_tensor_value_info("y", 1, list(shape))])
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    return helper.make_model(g, opset_imports=imports, ir_version=8)
+
+
+def test_unknown_operator(tmp_path):
+    p = tmp_path / "custom.onnx"
+    onnx.save(_tiny("FancyActivation", "com.example"), str(p))
+    with pytest.raises(UnknownOperatorError, match="FancyActivation.*com.example"):
+        load(p)
+    onnx.save(_tiny("Gelu", "com.microsoft"), str(p))  # onnxruntime's contrib ops are known
+    assert load(p).opset == 17
+
+
+def test_unsupported_opset(tmp_path):
+    p = tmp_path / "old.onnx"
+    m = _tiny(opset=5)
+    onnx.save(m, str(p))
+    with pytest.raises(UnsupportedOpsetError, match="opset 5.*version_converter"):
+        load(p)
+
+
+def test_input_size_not_fixed(tmp_path):
+    p = tmp_path / "dyn.onnx"
+    onnx.save(_tiny(shape=("n", 3, "h", "w")), str(p))
+    with pytest.raises(InputShapeError, match="--input-shape x=1,3,224,224"):
+        load(p)
+    m = load(p, {"x": (1, 3, 32, 32)})
+    assert m.inputs[0].shape == (1, 3, 32, 32) and m.shapes["y"] == (1, 3, 32, 32)
+    with pytest.raises(InputShapeError, match="no input 'z'"):
+        load(p, {"z": (1, 3, 32, 32)})
+
+
+def _with_external(tmp_path, location):
+    w = numpy_helper.from_array(np.ones((4, 3, 1, 1), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], name="c")
+    g = helper.make_graph([node], "ext", [helper.make_tensor_value_info("x", 1, [1, 3, 4, 4])],
+                          [helper.make_tensor_value_info("y", 1, [1, 4, 4, 4])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.external_data_helper.set_external_data(m.graph.initializer[0], location)
+    m.graph.initializer[0].ClearField("raw_data")
+    m.graph.initializer[0].data_location = onnx.TensorProto.EXTERNAL
+    d = tmp_path / "model"
+    d.mkdir(exist_ok=True)
+    p = d / "m.onnx"
+    onnx.save(m, str(p))
+    return p
+
+
+def test_external_data_inside_the_folder_only(tmp_path):
+    p = _with_external(tmp_path, "w.bin")
+    (p.parent / "w.bin").write_bytes(np.ones((4, 3, 1, 1), np.float32).tobytes())
+    m = load(p)
+    assert numpy_helper.to_array(m.graph.initializer[0]).sum() == 12
+    (tmp_path / "secret.bin").write_bytes(bytes(48))
+    with pytest.raises(ExternalDataError, match="outside its folder"):
+        load(_with_external(tmp_path, "../secret.bin"))
+    with pytest.raises(ExternalDataError, match="missing"):
+        load(_with_external(tmp_path, "gone.bin"))
+
+
+def test_shared_tflite_is_named_not_misread(shared_dir):
+    with pytest.raises(UnsupportedFormatError, match="TensorFlow Lite"):
+        load(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    with pytest.raises(UnsupportedFormatError, match="TF.js"):
+        load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")
