@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 import numpy as np
+import onnx
 
 from .blocks import BlockGraph, group_blocks
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION, FLOP_GROUPS, PARAM_GROUPS, Convention
@@ -197,15 +200,20 @@ def analyse(loaded: LoadedModel, gi: GraphIndex | None = None, blocks: BlockGrap
 
 
 def _numel(shape) -> int:
-    return int(np.prod(shape)) if shape is not None else 0
+    return math.prod(shape) if shape is not None else 0
 
 
 def _bytes(gi: GraphIndex, t: str) -> int:
     shape, dtype = gi.shape(t), gi.dtype(t)
     if shape is None or dtype is None:
         return 0
+    return _numel(shape) * _dtype_size(dtype)
+
+
+@lru_cache(maxsize=None)
+def _dtype_size(dtype: str) -> int:
     try:
-        return _numel(shape) * np.dtype(dtype).itemsize
+        return np.dtype(dtype).itemsize
     except TypeError:
         return 0
 
@@ -302,9 +310,8 @@ def _unknown(nc: NodeCost) -> NodeCost:
     return nc
 
 
+@lru_cache(maxsize=None)
 def _itemsize(data_type: int) -> int:
-    import onnx
-
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
     except (KeyError, TypeError, ValueError):
