@@ -99,6 +99,43 @@ def _se_nodes(gi: GraphIndex) -> set[int]:
     return found
 
 
+_HSWISH_PARTS = {"HardSigmoid", "Clip", "Relu", "Add", "Div", "Mul"}
+
+
+def _hswish_nodes(gi: GraphIndex) -> set[int]:
+    """h-swish written out by exporters as x * HardSigmoid(x), or x * relu6(x + 3) / 6."""
+    found: set[int] = set()
+    for i, node in enumerate(gi.nodes):
+        if node.op_type != "Mul" or i in gi.const_nodes:
+            continue
+        ins = gi.activation_inputs(i)
+        if len(ins) != 2:
+            continue
+        for x, s in (ins, ins[::-1]):
+            chain, t = [], s
+            while len(chain) < 4:
+                j = gi.producer.get(t)
+                if j is None or gi.nodes[j].op_type not in _HSWISH_PARTS:
+                    break
+                chain.append(j)
+                acts = gi.activation_inputs(j)
+                if acts == [x] and any(gi.nodes[k].op_type in ("HardSigmoid", "Clip", "Relu") for k in chain):
+                    found.update(chain)
+                    found.add(i)
+                    # a trailing "/ 6" belongs to it too
+                    users = gi.consumers.get(node.output[0], [])
+                    if len(users) == 1 and gi.nodes[users[0]].op_type in ("Div", "Mul") and \
+                            len(gi.activation_inputs(users[0])) == 1:
+                        found.add(users[0])
+                    break
+                if len(acts) != 1:
+                    break
+                t = acts[0]
+            if i in found:
+                break
+    return found
+
+
 def _branch_to_pool(gi: GraphIndex, s: str, x: str, limit: int = 10) -> set[int] | None:
     """Nodes from a pooling of ``x`` to ``s``, if ``s`` is computed from ``x`` only through such a pool."""
     branch: set[int] = set()
@@ -129,6 +166,7 @@ def _branch_to_pool(gi: GraphIndex, s: str, x: str, limit: int = 10) -> set[int]
 def group_blocks(gi: GraphIndex) -> BlockGraph:
     act_nodes = gi.activation_nodes
     se = _se_nodes(gi)
+    hswish = _hswish_nodes(gi) - se
     segments = _segments(gi, act_nodes)
     convs = {i: c for i in act_nodes if (c := _conv_info(gi, i)) is not None and i not in se}
 
@@ -189,7 +227,7 @@ def group_blocks(gi: GraphIndex) -> BlockGraph:
         nodes = [i for k in seg_ids for i in segments[k]]
         for k in seg_ids:
             owner[k] = gno
-        blocks.append(_describe(gi, gno, kind, nodes, convs, se))
+        blocks.append(_describe(gi, gno, kind, nodes, convs, se, hswish))
         for i in nodes:
             node_block[gi.names[i]] = gno
     _number_blocks(blocks)
@@ -265,13 +303,13 @@ def _plain_groups(kinds: list[str], groups: list) -> None:
         groups.append((OPS, current))
 
 
-def _describe(gi: GraphIndex, gno: int, kind: str, nodes: list[int], convs: dict, se: set[int]) -> Block:
+def _describe(gi: GraphIndex, gno: int, kind: str, nodes: list[int], convs: dict, se: set[int],
+              hswish: set[int]) -> Block:
     cs = [convs[i] for i in nodes if i in convs]
-    ops = [gi.nodes[i].op_type for i in nodes]
     acts = []
-    for op in ops:
-        a = ACTIVATIONS.get(op)
-        if a and a not in acts:
+    for i in nodes:
+        a = "h-swish" if i in hswish else ACTIVATIONS.get(gi.nodes[i].op_type)
+        if a and a not in acts and not (i in se and a != "h-swish"):
             acts.append(a)
     has_se = any(i in se for i in nodes)
     residual = _has_residual(gi, nodes)

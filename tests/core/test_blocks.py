@@ -183,3 +183,42 @@ def test_block_edges_follow_the_data(built):
     bg = group_blocks(GraphIndex(built("mobilenet_v2", 0.5, 128)))
     assert bg.edges == [(i, i + 1) for i in range(len(bg.blocks) - 1)]
     assert {b.name for b in bg.blocks if b.residual} == {b.name for b in bg.blocks if "residual" in b.name}
+
+
+def _torch_style(model: onnx.ModelProto) -> onnx.ModelProto:
+    """What older torch.onnx exports write: Flatten as Shape/Gather/Unsqueeze/Concat/Reshape, and h-swish
+    decomposed into x * HardSigmoid(x)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    g = m.graph
+    out = []
+    g.initializer.extend([numpy_helper.from_array(np.array(0, np.int64), "c0"),
+                          numpy_helper.from_array(np.array([-1], np.int64), "cm1")])
+    for n in g.node:
+        if n.op_type == "Flatten":
+            x, y = n.input[0], n.output[0]
+            out += [helper.make_node("Shape", [x], [y + "_shape"]),
+                    helper.make_node("Gather", [y + "_shape", "c0"], [y + "_n"], axis=0),
+                    helper.make_node("Unsqueeze", [y + "_n", "c0u"], [y + "_nu"]),
+                    helper.make_node("Concat", [y + "_nu", "cm1"], [y + "_dims"], axis=0),
+                    helper.make_node("Reshape", [x, y + "_dims"], [y])]
+        elif n.op_type == "HardSwish":
+            x, y = n.input[0], n.output[0]
+            out += [helper.make_node("HardSigmoid", [x], [y + "_hs"], alpha=1 / 6, beta=0.5),
+                    helper.make_node("Mul", [x, y + "_hs"], [y])]
+        else:
+            out.append(n)
+    g.initializer.append(numpy_helper.from_array(np.array([0], np.int64), "c0u"))
+    del g.node[:]
+    g.node.extend(out)
+    return m
+
+
+def test_grouping_of_a_torch_style_export(built):
+    ref = built("mobilenet_v3_small", 0.5, 128)
+    t = from_proto(_torch_style(ref.model), name="torch", source_format="onnx")
+    x = np.random.default_rng(0).random((1, 3, 128, 128), dtype=np.float32)
+    run = lambda m: ort.InferenceSession(m.model.SerializeToString(),  # noqa: E731
+                                         providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    np.testing.assert_allclose(run(t), run(ref), rtol=1e-4, atol=1e-5)
+    assert [b.name for b in blocks_of(t)] == [b.name for b in blocks_of(ref)]
