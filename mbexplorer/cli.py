@@ -137,14 +137,17 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     b.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     b.set_defaults(func=cmd_build)
+    p.commands = sub.choices  # sub-command name -> parser, for main()'s default command
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in argv if a != "--debug"), None)
+    if first is None or (first not in parser.commands and first not in ("-h", "--help")):
+        argv.insert(argv.index(first) if first else len(argv), "gui")  # `mbexplorer [MODEL]` opens the app
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["gui"] + (argv if argv is not None else sys.argv[1:]))
     try:
         return args.func(args)
     except MbxError as exc:
