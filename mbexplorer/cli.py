@@ -70,10 +70,18 @@ def cmd_summary(args) -> int:
     nc = report.not_counted(conv)
     if nc:
         print(f"not counted under '{conv}': {', '.join(nc)}", file=out)
-    print("\nall conventions:", file=out)
+    print("\nall conventions, term by term (why published figures differ):", file=out)
+    groups = ("conv+fc", "bias", "bn", "activation", "pooling", "eltwise")
+    print(f"  {'convention':<12}" + "".join(f"{g:>13}" for g in groups) + f"{'FLOPs':>14}   "
+          + f"{'weights':>10}{'biases':>9}{'BN g/b':>9}{'BN stats':>9}{'params':>11}", file=out)
     for row in report.comparison():
-        extra = f"  (not counted: {', '.join(row['breakdown']['not_counted'])})" if row["breakdown"]["not_counted"] else ""
-        print(f"  {row['convention']:<12} params {row['params']:>12,}  flops {row['flops']:>15,}{extra}", file=out)
+        f, p = row["breakdown"]["flops"], row["breakdown"]["params"]
+        print(f"  {row['convention']:<12}" + "".join(f"{f[g]:>13,}" for g in groups) + f"{row['flops']:>14,}   "
+              + f"{p['weight']:>10,}{p['bias']:>9,}{p['bn_affine']:>9,}{p['bn_stats']:>9,}{row['params']:>11,}",
+              file=out)
+        if row["breakdown"]["not_counted"]:
+            print(f"  {'':<12}not counted by {row['convention']}: {', '.join(row['breakdown']['not_counted'])}",
+                  file=out)
     return 0
 
 
