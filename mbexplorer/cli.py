@@ -100,6 +100,38 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from .core.inference import Classifier
+    from .core.labels import read_label_file
+    from .core.model import load
+    from .core.preprocess import for_model, image_files
+
+    model = load(args.model)
+    labels = read_label_file(args.labels) if args.labels else None
+    clf = Classifier(model, for_model(model, args.preset), labels)
+    results, failed = [], 0
+    for path in image_files(args.images):
+        try:
+            results.append(clf.classify(path, args.top_k).to_dict())
+        except MbxError as exc:  # one bad file does not stop the others
+            results.append({"image": str(path), "error": str(exc)})
+            failed += 1
+    if args.json:
+        json.dump({"model": model.name, "preset": clf.preprocess.name,
+                   "preprocessing": clf.preprocess.describe(), "results": results}, sys.stdout, indent=1)
+        print()
+    else:
+        print(f"{model.name}: {clf.preprocess.describe()}")
+        for r in results:
+            if "error" in r:
+                print(f"{r['image']}: error: {r['error']}")
+                continue
+            print(f"{r['image']}  ({r['latency_ms']:.1f} ms)")
+            for t in r["topk"]:
+                print(f"  {t['score']:7.3f}  {t['index']:>5}  {t['label']}")
+    return 1 if failed else 0
+
+
 def cmd_gui(args) -> int:
     from .gui.app import run_gui
 
@@ -133,6 +165,16 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--input-shape", type=_shape_arg, action="append", metavar="NAME=D0,D1,...",
                    help="fix an input whose size is not fixed in the file")
     s.set_defaults(func=cmd_summary)
+
+    pr = sub.add_parser("predict", help="classify images (files or folders) and print the top-k")
+    pr.add_argument("model")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--preset", choices=["torchvision", "inception", "coral", "paddle"],
+                    help="preprocessing (default: the one the model's source implies)")
+    pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
 
     b = sub.add_parser("build", help="build a MobileNet as ONNX")
     b.add_argument("family", choices=builder.FAMILIES)

@@ -1,6 +1,7 @@
 """The command line, run as a user runs it: a real subprocess of the installed console script's module."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -91,3 +92,26 @@ def test_input_shape_option(tmp_path):
     r = mbx("summary", tmp_path / "d.onnx", "--input-shape", "x=1,3,64,64", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["layers"][0]["output_shapes"] == [[1, 3, 64, 64]]
+
+
+def test_predict_json_with_a_bad_file_among_good_ones(tmp_path):
+    from PIL import Image
+
+    model = tmp_path / "v1.onnx"
+    assert mbx("build", "mobilenet_v1", "--width", "0.25", "--resolution", "128", "-o", model).returncode == 0
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (300, 200), (200, 10, 10)).save(folder / "red.png")
+    Image.new("L", (100, 150), 90).save(folder / "grey.jpg")
+    (tmp_path / "notes.txt").write_text("hello")
+    r = mbx("predict", model, folder, tmp_path / "notes.txt", "--top-k", "3", "--json")
+    assert r.returncode == 1  # one file failed; the others were still classified
+    assert "Traceback" not in r.stderr
+    d = json.loads(r.stdout)
+    assert d["model"] == "v1" and d["preset"] == "torchvision"
+    res = {Path(x["image"]).name: x for x in d["results"]}
+    assert len(res["red.png"]["topk"]) == 3 and set(res["red.png"]["topk"][0]) == {"index", "label", "score"}
+    assert res["red.png"]["latency_ms"] > 0
+    assert "not an image" in res["notes.txt"]["error"]
+    r = mbx("predict", model, folder / "red.png", "--preset", "inception")
+    assert r.returncode == 0 and "inception: central crop 87.5%" in r.stdout

@@ -1,0 +1,114 @@
+"""Classifying images with onnxruntime: one session per model, reused; top-k with labels; timings.
+
+Scores are probabilities: a model that ends in Softmax (possibly behind quantize/dequantize or a reshape)
+is taken as it is; one that outputs logits gets a softmax here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from .labels import labels_for
+from .model import LoadedModel
+from .preprocess import Preprocess, draft_size, for_model, load_image
+
+_PASS_THROUGH = {"Identity", "Reshape", "Squeeze", "Flatten", "DequantizeLinear", "QuantizeLinear", "Cast"}
+
+
+@dataclass
+class TopK:
+    index: int  # the model's own output index
+    label: str
+    score: float
+
+
+@dataclass
+class Prediction:
+    image: str
+    topk: list[TopK]
+    latency_ms: float  # the model's run alone
+    timings_ms: dict[str, float] = field(default_factory=dict)  # decode, preprocess, infer, topk
+    scores: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"image": self.image, "topk": [vars(t) for t in self.topk], "latency_ms": round(self.latency_ms, 3)}
+
+
+def ends_in_softmax(model: LoadedModel, output: str) -> bool:
+    producer = {t: n for n in model.graph.node for t in n.output}
+    t = output
+    for _ in range(8):
+        node = producer.get(t)
+        if node is None:
+            return False
+        if node.op_type == "Softmax":
+            return True
+        if node.op_type not in _PASS_THROUGH:
+            return False
+        t = node.input[0]
+    return False
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+class Classifier:
+    """A model ready to classify: its onnxruntime session (built once), preprocessing and labels."""
+
+    def __init__(self, model: LoadedModel, preprocess: Preprocess | None = None, labels: list[str] | None = None,
+                 threads: int | None = None):
+        self.model = model
+        self.preprocess = preprocess or for_model(model)
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(model.model.SerializeToString(), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        outs = self.session.get_outputs()
+        self.output_name = next((o.name for o in outs if len(o.shape) == 2), outs[0].name)
+        self.probabilities = ends_in_softmax(model, self.output_name)
+        n = next((o.shape[-1] for o in outs if o.name == self.output_name), None)
+        self.num_classes = n if isinstance(n, int) else None
+        self.labels = labels_for(self.num_classes, model.labels, labels) if self.num_classes else None
+
+    def scores(self, tensor: np.ndarray) -> np.ndarray:
+        out = self.session.run([self.output_name], {self.input_name: tensor})[0]
+        out = np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)[0]
+        if not self.probabilities:
+            # some exports drop the Softmax node but still output probabilities
+            if not (out.min() >= 0 and abs(float(out.sum()) - 1.0) < 1e-3):
+                out = softmax(out)
+        return out
+
+    def classify(self, image: Image.Image | str | Path, k: int = 5, fast: bool = False) -> Prediction:
+        """Classify one image. ``fast`` decodes JPEGs at a reduced scale (see ``load_image``)."""
+        t0 = time.perf_counter()
+        name = str(image) if not isinstance(image, Image.Image) else getattr(image, "filename", "") or "image"
+        if not isinstance(image, Image.Image):
+            image = load_image(image, draft_for=draft_size(self.preprocess) if fast else None)
+        t1 = time.perf_counter()
+        tensor = self.preprocess(image)
+        t2 = time.perf_counter()
+        scores = self.scores(tensor)
+        t3 = time.perf_counter()
+        top = self.topk(scores, k)
+        t4 = time.perf_counter()
+        timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3, "infer": (t3 - t2) * 1e3,
+                   "topk": (t4 - t3) * 1e3}
+        return Prediction(name, top, timings["infer"], timings, scores)
+
+    def topk(self, scores: np.ndarray, k: int) -> list[TopK]:
+        k = max(1, min(k, scores.size))
+        idx = np.argpartition(-scores, k - 1)[:k]
+        idx = idx[np.argsort(-scores[idx], kind="stable")]
+        labels = self.labels or []
+        return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]
