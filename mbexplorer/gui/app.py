@@ -1,0 +1,101 @@
+"""Starting the app: ``run_gui`` creates the QApplication and the window, opens or builds a model, and in
+screenshot mode renders the window to a PNG once the model is on screen, then exits."""
+
+from __future__ import annotations
+
+import sys
+from importlib.resources import as_file, files
+from pathlib import Path
+
+from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QStyleFactory
+
+from .main_window import MainWindow
+from .recent import APP, ORG
+
+SCREENSHOT_SIZE = (1440, 900)
+SCREENSHOT_TIMEOUT_MS = 180_000
+
+
+def make_app(argv: list[str] | None = None) -> QApplication:
+    """The QApplication, created once; names set for QSettings; the same look on every platform."""
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv) if argv else [sys.argv[0] if sys.argv else "mbexplorer"])
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    app.setApplicationDisplayName("mbexplorer")
+    if "Fusion" in QStyleFactory.keys():
+        app.setStyle("Fusion")
+    try:
+        with as_file(files("mbexplorer.resources").joinpath("icon.svg")) as icon:
+            app.setWindowIcon(QIcon(str(icon)))
+    except (FileNotFoundError, OSError):
+        pass  # no icon is no reason not to start
+    return app
+
+
+def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None = None,
+            build: dict | None = None, argv: list[str] | None = None) -> int:
+    """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``.
+
+    With ``screenshot``: wait for the model to be shown and painted, save ``window.grab()`` there and return
+    0; if loading fails, print the message on stderr and return 1. Works with QT_QPA_PLATFORM=offscreen.
+    """
+    app = make_app(argv)
+    window = MainWindow(interactive=screenshot is None)
+    if screenshot is not None:
+        window.resize(*SCREENSHOT_SIZE)
+    window.show()
+    outcome = {"code": 0}
+    # Screenshot mode runs a local event loop rather than app.exec(): exec() and exit() change the
+    # application's state for good (in a test session, later queued signals stop arriving).
+    loop = QEventLoop() if screenshot is not None else None
+
+    def finish(code: int) -> None:
+        outcome["code"] = code
+        window.close()
+        loop.exit(code)
+
+    if screenshot is not None:
+        out = Path(screenshot)
+
+        def grab() -> None:
+            app.processEvents()
+            pixmap = window.grab()
+            if pixmap.isNull() or not pixmap.save(str(out), "PNG"):
+                print(f"mbexplorer: error: cannot write the screenshot to {out}", file=sys.stderr)
+                finish(1)
+                return
+            finish(0)
+
+        def failed(message: str) -> None:
+            print(f"mbexplorer: error: {message}", file=sys.stderr)
+            finish(1)
+
+        def timed_out() -> None:
+            print("mbexplorer: error: the model did not open in time for the screenshot", file=sys.stderr)
+            finish(2)
+
+        # Let the layouts and the graph's first paint settle before grabbing.
+        window.model_shown.connect(lambda: QTimer.singleShot(150, window, grab))
+        window.load_failed.connect(failed)
+        window.job_cancelled.connect(lambda: failed("cancelled"))
+        # Timers take the window as context so none fires into a later run_gui in the same process.
+        if model_path is None and build is None:
+            QTimer.singleShot(300, window, grab)
+        else:
+            QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)
+
+    if model_path is not None:
+        QTimer.singleShot(0, window, lambda: window.open_path(model_path))
+    elif build is not None:
+        QTimer.singleShot(0, window, lambda: window.build_model(**build))
+    if loop is not None:
+        loop.exec()
+        window.deleteLater()
+        return outcome["code"]
+    code = app.exec()
+    window.deleteLater()
+    return code

@@ -1,0 +1,48 @@
+"""The status bar's job area: what is running, a progress bar and a Cancel button, hidden when idle."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+
+class JobStatus(QWidget):
+    cancelRequested = Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 4, 0)
+        lay.setSpacing(6)
+        self.message = QLabel()
+        self.message.setStyleSheet("color: #374151;")
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.bar.setFixedWidth(180)
+        self.bar.setTextVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running job; the current model stays open")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        lay.addWidget(self.message)
+        lay.addWidget(self.bar)
+        lay.addWidget(self.cancel_button)
+        self.setVisible(False)
+
+    def begin(self, label: str) -> None:
+        self.message.setText(label)
+        self.bar.setValue(0)
+        self.cancel_button.setEnabled(True)
+        self.setVisible(True)
+
+    def update_progress(self, fraction: float, message: str) -> None:
+        if fraction >= 0:
+            self.bar.setValue(int(round(1000 * max(0.0, min(1.0, fraction)))))
+        if message:
+            self.message.setText(message)
+
+    def cancelling(self) -> None:
+        self.message.setText("cancelling…")
+        self.cancel_button.setEnabled(False)
+
+    def end(self) -> None:
+        self.setVisible(False)

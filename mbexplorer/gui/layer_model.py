@@ -1,0 +1,308 @@
+"""The per-layer cost table as a Qt model, and the filter/sort proxy in front of it.
+
+Display strings of the convention-free columns are formatted once per model; params and FLOPs are kept as
+per-convention arrays, so switching conventions is one pass and a ``dataChanged`` on two columns.
+
+Sorting happens here, in the source model, on raw numbers (never the formatted text): one Python
+``sorted`` over a key list and a layout change. Letting QSortFilterProxyModel sort would call ``data()``
+twice per comparison, which takes most of a second for 10,000 rows. The proxy only filters.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor, QFont
+
+from .formatting import NOT_COUNTED, shape, shapes, short_block_name, thousands
+
+SORT_ROLE = Qt.UserRole + 1
+RAW_ROLE = Qt.UserRole + 2
+
+# key, header, numeric
+COLUMNS = (
+    ("name", "Name", False),
+    ("op_type", "Op type", False),
+    ("block", "Block", False),
+    ("input_shapes", "Input shapes", False),
+    ("output_shapes", "Output shapes", False),
+    ("params", "Params", True),
+    ("macs", "MACs", True),
+    ("flops", "FLOPs", True),
+    ("activation_bytes", "Activation bytes", True),
+    ("weight_bytes", "Weight bytes", True),
+)
+KEYS = [c[0] for c in COLUMNS]
+COL = {k: i for i, k in enumerate(KEYS)}
+NUMERIC = {i for i, c in enumerate(COLUMNS) if c[2]}
+
+
+class LayerTableModel(QAbstractTableModel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.report = None
+        self.convention = "paper"
+        self._nodes = []
+        self._block_names: list[str] = []
+        self._text: list[tuple[str, ...]] = []  # per row: formatted text of the fixed columns
+        self._haystack: list[str] = []  # per row: lowercase name / op / block, for the text filter
+        self._row_of: dict[str, int] = {}
+        self._exec: list[int] = []
+        self._full_inputs: list[str] = []  # every input's shape, for tooltips, copy and export
+        self._params: list[int] = []
+        self._flops: list[int | None] = []
+        self._grey = QColor("#9ca3af")
+        self._mono = QFont("DejaVu Sans Mono")
+        self._mono.setStyleHint(QFont.Monospace)
+
+    # data in -------------------------------------------------------------------------------------
+    def set_report(self, report, convention: str, index=None) -> None:
+        """``index`` (the GraphIndex) lets the input-shapes column show data inputs and the weight only,
+        not every BatchNorm statistic and Clip bound; without it all inputs are listed."""
+        self.beginResetModel()
+        self.report = report
+        self.convention = convention
+        self._nodes = list(report.nodes) if report else []
+        self._block_names = [b.name for b in report.blocks.blocks] if report else []
+        self._text, self._haystack, self._full_inputs = [], [], []
+        self._row_of = {n.name: r for r, n in enumerate(self._nodes)}
+        self._exec = list(range(len(self._nodes)))  # per row: position in execution order
+        for n in self._nodes:
+            bname = self._block_names[n.block] if 0 <= n.block < len(self._block_names) else str(n.block)
+            self._text.append((n.name, n.op_type, short_block_name(bname), _input_text(n, index),
+                               shapes(n.output_shapes)))
+            self._full_inputs.append(shapes(n.input_shapes))
+            self._haystack.append(f"{n.name}\n{n.op_type}\n{bname}".lower())
+        self._compute_convention()
+        self.endResetModel()
+
+    def set_convention(self, convention: str) -> None:
+        if convention == self.convention:
+            return
+        self.convention = convention
+        self._compute_convention()
+        if self._nodes:
+            self.dataChanged.emit(self.index(0, COL["params"]), self.index(len(self._nodes) - 1, COL["flops"]))
+        self.headerDataChanged.emit(Qt.Horizontal, COL["params"], COL["flops"])
+
+    def _compute_convention(self) -> None:
+        r, c = self.report, self.convention
+        self._params = [r.params(n, c) for n in self._nodes] if r else []
+        self._flops = [r.flops(n, c) for n in self._nodes] if r else []
+
+    def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+        """Reorder rows by a column's raw values (column < 0: execution order); selections follow."""
+        n = len(self._nodes)
+        if n < 2:
+            return
+        self.layoutAboutToBeChanged.emit()
+        if column < 0:
+            perm = sorted(range(n), key=self._exec.__getitem__)
+        else:
+            keys = self._sort_keys(column)
+            # ties keep execution order in both directions
+            perm = sorted(range(n), key=lambda r: self._exec[r])
+            perm.sort(key=keys.__getitem__, reverse=order == Qt.DescendingOrder)
+        new_row = [0] * n
+        for new, old in enumerate(perm):
+            new_row[old] = new
+        for attr in ("_nodes", "_text", "_haystack", "_full_inputs", "_params", "_flops", "_exec"):
+            seq = getattr(self, attr)
+            setattr(self, attr, [seq[i] for i in perm])
+        self._row_of = {node.name: r for r, node in enumerate(self._nodes)}
+        old_list = self.persistentIndexList()
+        self.changePersistentIndexList(old_list, [self.index(new_row[i.row()], i.column()) for i in old_list])
+        self.layoutChanged.emit()
+
+    def _sort_keys(self, col: int) -> list:
+        key = KEYS[col]
+        if key == "block":
+            return [node.block for node in self._nodes]
+        if col < 5:
+            return [t[col].lower() for t in self._text]
+        return [-1 if v is None else v for v in (self.raw(r, col) for r in range(len(self._nodes)))]
+
+    # raw access (totals, copy, export, filters) ------------------------------------------------------
+    def node(self, row: int):
+        return self._nodes[row]
+
+    def block_name(self, index: int) -> str:
+        return self._block_names[index]
+
+    def haystack(self, row: int) -> str:
+        return self._haystack[row]
+
+    def raw(self, row: int, col: int):
+        n = self._nodes[row]
+        key = KEYS[col]
+        if key == "params":
+            return self._params[row]
+        if key == "flops":
+            return self._flops[row]
+        if key == "block":
+            return self._block_names[n.block] if 0 <= n.block < len(self._block_names) else n.block
+        if key == "input_shapes":
+            return self._full_inputs[row]
+        if key == "output_shapes":
+            return self._text[row][col]
+        return getattr(n, key)
+
+    def exec_index(self, row: int) -> int:
+        """The row's position in execution order (its row in ``costs.to_csv``)."""
+        return self._exec[row]
+
+    def not_counted_ops(self) -> list[str]:
+        """Op types the current convention does not count (as ``costs.not_counted``, from the cached column)."""
+        ops: list[str] = []
+        for r in sorted(range(len(self._nodes)), key=self._exec.__getitem__):
+            if self._flops[r] is None and self._nodes[r].op_type not in ops:
+                ops.append(self._nodes[r].op_type)
+        return ops
+
+    def params_at(self, row: int) -> int:
+        return self._params[row]
+
+    def flops_at(self, row: int) -> int | None:
+        return self._flops[row]
+
+    def row_of(self, name: str) -> int | None:
+        if self.report is None:
+            return None
+        return self._row_of.get(name)
+
+    # Qt model ------------------------------------------------------------------------------------
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._nodes)
+
+    def columnCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if orientation != Qt.Horizontal:
+            return None
+        if role == Qt.DisplayRole:
+            return COLUMNS[section][1]
+        if role == Qt.TextAlignmentRole:
+            return int((Qt.AlignRight if section in NUMERIC else Qt.AlignLeft) | Qt.AlignVCenter)
+        if role == Qt.ToolTipRole:
+            from mbexplorer.core.conventions import CONVENTIONS
+
+            conv = CONVENTIONS.get(self.convention)
+            if KEYS[section] == "flops" and conv:
+                return f"{conv.flops_label} — {conv.title}"
+            if KEYS[section] == "params" and conv:
+                return f"params as counted by: {conv.title}"
+            if KEYS[section] == "macs":
+                return "multiply-accumulates of convolutions and fully connected layers (batch 1)"
+        return None
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        row, col = index.row(), index.column()
+        if role == Qt.DisplayRole:
+            if col < 5:
+                return self._text[row][col]
+            v = self.raw(row, col)
+            if v is None:
+                return NOT_COUNTED
+            return thousands(v)
+        if role == SORT_ROLE:
+            if col < 5:
+                return self._text[row][col].lower() if col != 2 else self._nodes[row].block
+            v = self.raw(row, col)
+            return -1 if v is None else v
+        if role == RAW_ROLE:
+            return self.raw(row, col)
+        if role == Qt.TextAlignmentRole:
+            return int((Qt.AlignRight if col in NUMERIC else Qt.AlignLeft) | Qt.AlignVCenter)
+        if role == Qt.ForegroundRole:
+            if col in NUMERIC and self.raw(row, col) is None:
+                return self._grey
+            return None
+        if role == Qt.FontRole and col in (3, 4):
+            return self._mono
+        if role == Qt.ToolTipRole:
+            if col == COL["block"]:
+                return self.raw(row, col)
+            if col == COL["flops"] and self._flops[row] is None:
+                return f"the {self.convention} counter does not count {self._nodes[row].op_type}"
+            if col == 3:
+                return "all inputs: " + self._full_inputs[row]
+            if col in (0, 4):
+                return self._text[row][col]
+        return None
+
+
+_WEIGHTED = {"Conv", "ConvInteger", "Gemm", "MatMul", "MatMulInteger", "ConvTranspose"}
+
+
+def _input_text(n, index) -> str:
+    if index is None or n.name not in index.index:
+        return shapes(n.input_shapes)
+    node = index.nodes[index.index[n.name]]
+    names = [t for t in node.input if t]
+    parts = []
+    for pos, (t, dims) in enumerate(zip(names, n.input_shapes)):
+        if t not in index.constants:
+            parts.append(shape(dims))
+        elif pos == 1 and n.op_type in _WEIGHTED:
+            parts.append("w " + shape(dims))
+    return ", ".join(parts) if parts else shapes(n.input_shapes)
+
+
+class LayerFilterProxy(QSortFilterProxyModel):
+    """Text (name, op or block contains it, case-insensitive) AND op type AND block."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._text = ""
+        self._op: str | None = None
+        self._block: int | None = None
+        self.setDynamicSortFilter(True)
+
+    def sort(self, column: int, order=Qt.AscendingOrder) -> None:
+        """Sorting is the source model's job (see the module's docstring); the proxy keeps its order."""
+        self.sourceModel().sort(column, order)
+
+    def clear_filters_quietly(self) -> None:
+        """Drop every filter without refiltering: for use right before the source model resets."""
+        self._text, self._op, self._block = "", None, None
+
+    def set_text(self, text: str) -> None:
+        self._refilter("_text", text.strip().lower())
+
+    def set_op_type(self, op: str | None) -> None:
+        self._refilter("_op", op or None)
+
+    def set_block(self, block: int | None) -> None:
+        self._refilter("_block", block)
+
+    def _refilter(self, attr: str, value) -> None:
+        if getattr(self, attr) == value:
+            return
+        # Qt >= 6.9 wants begin/endFilterChange; older PySide6 only has invalidateRowsFilter.
+        if hasattr(self, "beginFilterChange"):
+            self.beginFilterChange()
+            setattr(self, attr, value)
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            setattr(self, attr, value)
+            self.invalidateRowsFilter()
+
+    def is_filtered(self) -> bool:
+        return bool(self._text or self._op or self._block is not None)
+
+    def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
+        m: LayerTableModel = self.sourceModel()
+        n = m.node(source_row)
+        if self._op is not None and n.op_type != self._op:
+            return False
+        if self._block is not None and n.block != self._block:
+            return False
+        if self._text and self._text not in m.haystack(source_row):
+            return False
+        return True
+
+    def source_rows(self) -> list[int]:
+        """The source rows shown, in display order."""
+        return [self.mapToSource(self.index(r, 0)).row() for r in range(self.rowCount())]

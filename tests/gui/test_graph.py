@@ -1,0 +1,107 @@
+"""The block graph: boxes, residual arcs, expanding, overlays, zoom, and selection in both directions."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
+
+from mbexplorer.gui.graph_items import BOX_H, OpItem  # noqa: E402
+
+
+def test_builds_v2_on_the_worker(qtbot, window):
+    with qtbot.waitSignal(window.model_shown, timeout=30_000):
+        job = window.build_model(family="mobilenet_v2")
+        assert job.is_running() or job.state == "finished"  # the call returned while the job ran
+    assert len(window.graph.block_items) == 19
+    assert len(window.graph.residual_items) == 10
+    assert {a.block_index for a in window.graph.residual_items} == {3, 5, 6, 8, 9, 10, 12, 13, 15, 16}
+    assert "mobilenet_v2_1_224" in window.windowTitle()
+    assert window.analysis.model.name == "mobilenet_v2_1_224"
+    assert not window.job_status.isVisible()
+    # blocks run top to bottom without overlapping
+    ys = [(i.y(), i.y() + i.height) for i in window.graph.block_items]
+    assert all(a[1] < b[0] for a, b in zip(ys, ys[1:]))
+
+
+def test_expand_shows_ops_and_collapse_hides_them(v2_window):
+    g = v2_window.graph
+    block = v2_window.analysis.blocks.blocks[3]
+    below = g.block_items[4].y()
+    g.expand(3)
+    ops = g.block_items[3].op_items
+    assert [o.name for o in ops] == sorted(block.nodes, key=v2_window.analysis.index.index.get)
+    assert {o.op_type for o in ops} >= {"Conv", "BatchNormalization", "Clip", "Add"}
+    assert any(o.family == "depthwise" for o in ops)
+    assert g.block_items[4].y() > below  # later blocks moved down to make room
+    assert g.block_items[3].add_y is not None  # the residual arc now ends at the Add row
+    assert v2_window.graph.legend.family_names  # the legend lists op families once ops are visible
+    g.expand(3, False)
+    assert g.block_items[3].op_items == [] and g.block_items[3].height == BOX_H
+    assert g.block_items[4].y() == below
+    assert not v2_window.graph.legend.family_names
+
+
+def test_double_click_and_expander_toggle(qtbot, v2_window):
+    g = v2_window.graph
+    item = g.block_items[1]
+    g.select_block(1)  # centres it, so it is on screen
+    header = g.mapFromScene(item.mapToScene(QPointF(40, 20)))
+    qtbot.mouseDClick(g.viewport(), Qt.LeftButton, pos=header)
+    assert g.is_expanded(1)
+    expander = g.mapFromScene(item.mapToScene(item.expander_rect().center()))
+    qtbot.mouseClick(g.viewport(), Qt.LeftButton, pos=expander)
+    assert not g.is_expanded(1)
+
+
+def test_table_row_selects_block_and_op(qtbot, v2_window):
+    w = v2_window
+    name = w.analysis.blocks.blocks[5].nodes[0]
+    row = w.layers.model.row_of(name)
+    w.layers.table.selectRow(w.layers.proxy.mapFromSource(w.layers.model.index(row, 0)).row())
+    assert w.graph.selected_block() == 5  # collapsed block stands for its op
+    assert w.graph.visible_scene_rect().contains(w.graph.block_items[5].sceneBoundingRect().center())
+    w.graph.expand(5)
+    w.layers.table.clearSelection()
+    w.layers.table.selectRow(w.layers.proxy.mapFromSource(w.layers.model.index(row, 0)).row())
+    assert w.graph.selected_node() == name
+    assert isinstance(w.graph.graph.selectedItems()[0], OpItem)
+
+
+def test_graph_selection_selects_table_rows(v2_window):
+    w = v2_window
+    w.graph.block_items[7].setSelected(True)
+    assert w.layers.selected_nodes() == sorted(w.analysis.blocks.blocks[7].nodes,
+                                               key=w.layers.model.row_of)
+    w.graph.graph.clearSelection()
+    w.graph.expand(2)
+    op = w.graph.block_items[2].op_items[3]
+    op.setSelected(True)
+    assert w.layers.selected_nodes() == [op.name]
+
+
+def test_overlay_colours_and_legend(v2_window):
+    w = v2_window
+    items = w.graph.block_items
+    macs_fill = [i.fill.name() for i in items]
+    assert w.graph.legend.title.text() == "MACs share"
+    top = max(items, key=lambda i: w.analysis.costs.block_totals()[i.index]["macs"])
+    assert top.fill.lightness() == min(i.fill.lightness() for i in items)  # most MACs, darkest box
+    w.graph_panel.set_overlay_name("params share")
+    assert w.overlay_actions["params share"].isChecked()
+    assert w.graph.legend.title.text() == "params share"
+    assert [i.fill.name() for i in items] != macs_fill
+    assert items[-1].value_text.endswith("%")
+
+
+def test_zoom_and_fit(v2_window):
+    g = v2_window.graph
+    z = g.zoom()
+    g.zoom_in()
+    assert g.zoom() > z
+    g.zoom_out()
+    g.zoom_out()
+    assert g.zoom() < z
+    g.fit()
+    assert g.visible_scene_rect().contains(g.block_items[-1].sceneBoundingRect().center())
+    assert g.visible_scene_rect().contains(g.block_items[0].sceneBoundingRect().center())
