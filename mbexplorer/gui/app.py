@@ -7,7 +7,7 @@ import sys
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QTimer
+from PySide6.QtCore import QEventLoop, QTimer, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
@@ -36,6 +36,14 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+def _quiet_offscreen(mode, context, message: str) -> None:
+    """The offscreen platform warns that it cannot resize windows to hints; the CLI's screenshot output
+    should not carry that noise. Everything else still reaches stderr."""
+    if "propagateSizeHints" in message:
+        return
+    print(message, file=sys.stderr)
+
+
 def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None = None,
             build: dict | None = None, argv: list[str] | None = None) -> int:
     """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``.
@@ -44,6 +52,8 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
     0; if loading fails, print the message on stderr and return 1. Works with QT_QPA_PLATFORM=offscreen.
     """
     app = make_app(argv)
+    quiet = screenshot is not None and app.platformName() == "offscreen"
+    previous_handler = qInstallMessageHandler(_quiet_offscreen) if quiet else None
     window = MainWindow(interactive=screenshot is None)
     if screenshot is not None:
         window.resize(*SCREENSHOT_SIZE)
@@ -95,6 +105,8 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
     if loop is not None:
         loop.exec()
         window.deleteLater()
+        if quiet:
+            qInstallMessageHandler(previous_handler)  # None restores Qt's default handler
         return outcome["code"]
     code = app.exec()
     window.deleteLater()

@@ -7,6 +7,7 @@ unreadable, boxes skip their text altogether (level of detail).
 
 from __future__ import annotations
 
+import html
 from functools import lru_cache
 
 from PySide6.QtCore import QPointF, QRectF, Qt
@@ -84,9 +85,12 @@ class BlockItem(QGraphicsItem):
         self._macs = f"MACs {si(self.stats.get('macs', 0))}"
         self.setToolTip(self._tooltip())
 
+    def refresh_tooltip(self) -> None:
+        self.setToolTip(self._tooltip())
+
     def _tooltip(self) -> str:
         s = self.stats
-        lines = [f"<b>{self.block.name}</b>", kind_title(self.block.kind) + (", residual" if self.block.residual else ""),
+        lines = [f"<b>{html.escape(self.block.name)}</b>", kind_title(self.block.kind) + (", residual" if self.block.residual else ""),
                  f"{self.n_ops} ops", f"params {s.get('params', 0):,}", f"MACs {s.get('macs', 0):,}",
                  f"FLOPs {s.get('flops', 0):,}"]
         if self.value_text:

@@ -7,6 +7,8 @@ first), which keeps a 10,000-node graph at a few thousand light items.
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsScene
 
@@ -110,7 +112,7 @@ class BlockGraphScene(QGraphicsScene):
             item.op_items, item.inner_edges, item.add_y = [], None, None
             item.set_height(BOX_H)
         item.expanded = on
-        item.setToolTip(item._tooltip())
+        item.refresh_tooltip()
         item.update()
         self.relayout(index)
         self.blockToggled.emit(index, on)
@@ -148,7 +150,7 @@ class BlockGraphScene(QGraphicsScene):
             depthwise = bool(x and w and len(w) == 4 and w[1] == 1 and len(x) > 1 and x[1] > 1)
         family = colors.op_family(op_type, depthwise)
         macs = nc.macs if nc else None
-        tip = [f"<b>{name}</b>", f"{op_type} ({colors.FAMILY_TITLES.get(family, family)})"]
+        tip = [f"<b>{html.escape(name)}</b>", f"{html.escape(op_type)} ({colors.FAMILY_TITLES.get(family, family)})"]
         if nc:
             tip += [f"inputs {fmt_shapes(nc.input_shapes)}", f"outputs {fmt_shapes(nc.output_shapes)}",
                     f"MACs {thousands(macs)}" if macs is not None else "no cost rule for this op"]

@@ -48,6 +48,7 @@ class LayerTablePanel(QWidget):
         bar.setSpacing(6)
         self.filter_edit = QLineEdit(placeholderText="Filter by name, op or block…")
         self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setAcceptDrops(False)  # a dropped model file opens it (main window), not pasted text
         self.filter_edit.textChanged.connect(self._on_text)
         self.op_combo = QComboBox(minimumContentsLength=12)
         self.op_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
@@ -109,9 +110,11 @@ class LayerTablePanel(QWidget):
         self.totals_label = QLabel()
         self.totals_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.totals_label.setObjectName("totals")
-        self.totals_label.setWordWrap(True)  # wraps rather than forcing the window wider
+        self.totals_label.setWordWrap(True)
+        self.totals_label.setTextFormat(Qt.RichText)  # wraps rather than forcing the window wider
         self.not_counted_label = QLabel()
         self.not_counted_label.setWordWrap(True)
+        self.not_counted_label.setTextFormat(Qt.PlainText)  # op type names come from the file
         self.not_counted_label.setStyleSheet("color: #b45309;")
         texts.addWidget(self.totals_label)
         texts.addWidget(self.not_counted_label)

@@ -4,7 +4,9 @@ over it, so it never hides a block however narrow the panel is."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize
+import html
+
+from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -28,6 +30,7 @@ class RampBar(QWidget):
 
 def _muted(text: str = "") -> QLabel:
     lab = QLabel(text)
+    lab.setTextFormat(Qt.RichText)  # values like "<0.1 %" must not be mistaken for markup: callers escape
     lab.setStyleSheet("color: #374151;")
     return lab
 
@@ -43,6 +46,7 @@ class Legend(QWidget):
         row = QHBoxLayout()
         row.setSpacing(6)
         self.title = QLabel()
+        self.title.setTextFormat(Qt.PlainText)
         self.title.setStyleSheet("font-weight: bold; color: #111827;")
         self.low = _muted("0 %")
         self.ramp = RampBar()
@@ -59,6 +63,7 @@ class Legend(QWidget):
         row.addWidget(self.residual)
         lay.addLayout(row)
         self.families = QLabel()
+        self.families.setTextFormat(Qt.RichText)
         self.families.setWordWrap(True)
         self.families.hide()
         lay.addWidget(self.families)
@@ -69,7 +74,7 @@ class Legend(QWidget):
         self.top = top
         self.title.setText(title)
         self.low.setText("0 %" if unit == "%" else "0")
-        high = percent(top) if unit == "%" else f"{top:.3g} {unit}"
+        high = html.escape(percent(top) if unit == "%" else f"{top:.3g} {unit}")
         self.high.setText(f"{high} <span style='color:#6b7280'>(largest block)</span>")
         self.setToolTip(f"Boxes are coloured by {title}: {description}" if description else title)
 

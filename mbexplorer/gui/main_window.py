@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
         self._action(view, "&Fit", self.graph.fit, "Ctrl+0")
         self._action(view, "&Collapse all blocks", self.graph_panel.collapse_all)
         view.addSeparator()
-        overlay_menu = view.addMenu("Colour &by")
+        overlay_menu = view.addMenu("&Overlay (colour by)")
         self.overlay_group = QActionGroup(self)
         self.overlay_actions: dict[str, QAction] = {}
         for name in OVERLAYS:
@@ -137,6 +137,7 @@ class MainWindow(QMainWindow):
         self.job_status = JobStatus()
         self.job_status.cancelRequested.connect(self.cancel_job)
         self.summary_label = QLabel()
+        self.summary_label.setTextFormat(Qt.PlainText)
         self.summary_label.setStyleSheet("color: #374151; padding: 0 6px;")
         sb.addPermanentWidget(self.job_status)
         sb.addPermanentWidget(self.summary_label)
@@ -172,6 +173,7 @@ class MainWindow(QMainWindow):
             self._retire(self.job)
         job = JobHandle(factory, label, self)
         job.context = context
+        job.done.connect(job.deleteLater)  # its thread has stopped and every result signal was delivered
         job.progress.connect(lambda f, m, j=job: self._on_progress(j, f, m))
         job.finished.connect(lambda result, j=job: self._on_finished(j, result))
         job.failed.connect(lambda msg, j=job: self._on_failed(j, msg))
@@ -239,8 +241,9 @@ class MainWindow(QMainWindow):
         if self.source.get("path"):
             self.recent.add(self.source["path"])
         self._update_summary()
-        where = self.source.get("path") or "the builder"
-        self.statusBar().showMessage(f"Opened {m.name} from {where}: {len(analysis.blocks.blocks)} blocks, "
+        where = (f" from {self.source['path']}" if self.source.get("path")
+                 else " from the builder" if self.source.get("build") else "")
+        self.statusBar().showMessage(f"Opened {m.name}{where}: {len(analysis.blocks.blocks)} blocks, "
                                      f"{len(report.nodes):,} ops.", 10000)
         self.model_shown.emit()
 
@@ -284,6 +287,7 @@ class MainWindow(QMainWindow):
         if self.last_error is not None:
             self.last_error.close()
         box = QMessageBox(QMessageBox.Warning, title, message, QMessageBox.Ok, self)
+        box.setTextFormat(Qt.PlainText)  # the message quotes file and input names
         if self.analysis is not None:
             box.setInformativeText(f"{self.analysis.model.name} is still open.")
         box.setWindowModality(Qt.WindowModal)

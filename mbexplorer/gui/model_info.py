@@ -4,6 +4,8 @@ see which terms make published figures differ."""
 
 from __future__ import annotations
 
+import html
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea,
@@ -72,6 +74,7 @@ def _needs_hscroll(t: QTableWidget) -> bool:
 
 def _value(text: str = "") -> QLabel:
     lab = QLabel(text)
+    lab.setTextFormat(Qt.PlainText)  # names, paths and producers come from the file: never markup
     lab.setTextInteractionFlags(Qt.TextSelectableByMouse)
     lab.setWordWrap(True)
     return lab
@@ -96,6 +99,7 @@ class ModelInfoPanel(QScrollArea):
         lay.setSpacing(10)
 
         self.title = QLabel("No model open")
+        self.title.setTextFormat(Qt.PlainText)
         f = QFont(self.title.font())
         f.setPointSizeF(f.pointSizeF() + 4)
         f.setBold(True)
@@ -159,6 +163,7 @@ class ModelInfoPanel(QScrollArea):
         self.conv_table = _table(["Convention", "Params", "FLOPs", "Not counted"], 1)
         c_lay.addWidget(self.conv_table)
         self.conv_desc = QLabel()
+        self.conv_desc.setTextFormat(Qt.RichText)
         self.conv_desc.setWordWrap(True)
         self.conv_desc.setStyleSheet("color: #374151;")
         c_lay.addWidget(self.conv_desc)
@@ -262,4 +267,5 @@ class ModelInfoPanel(QScrollArea):
                     f = item.font()
                     f.setBold(True)
                     item.setFont(f)
-        self.conv_desc.setText(f"<b>{convention}</b> — {conv.title}: {conv.description}")
+        self.conv_desc.setText(f"<b>{html.escape(convention)}</b> — {html.escape(conv.title)}: "
+                               f"{html.escape(conv.description)}")

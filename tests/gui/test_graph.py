@@ -105,3 +105,39 @@ def test_zoom_and_fit(v2_window):
     g.fit()
     assert g.visible_scene_rect().contains(g.block_items[-1].sceneBoundingRect().center())
     assert g.visible_scene_rect().contains(g.block_items[0].sceneBoundingRect().center())
+
+
+def test_ctrl_wheel_zooms_and_plain_wheel_scrolls(qtbot, v2_window):
+    from PySide6.QtCore import QPoint
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    g = v2_window.graph
+    centre = QPointF(g.viewport().width() / 2, g.viewport().height() / 2)
+
+    def wheel(delta, mods):
+        ev = QWheelEvent(centre, QPointF(g.viewport().mapToGlobal(centre.toPoint())), QPoint(0, 0),
+                         QPoint(0, delta), Qt.NoButton, mods, Qt.NoScrollPhase, False)
+        QApplication.sendEvent(g.viewport(), ev)
+
+    z = g.zoom()
+    wheel(120, Qt.ControlModifier)
+    assert g.zoom() > z
+    wheel(-240, Qt.ControlModifier)
+    assert g.zoom() < z
+    z = g.zoom()
+    top = g.verticalScrollBar().value()
+    wheel(-120, Qt.NoModifier)
+    assert g.zoom() == z and g.verticalScrollBar().value() > top
+
+
+def test_menus(v2_window):
+    titles = {a.text().replace("&", ""): a.menu() for a in v2_window.menuBar().actions()}
+    assert {"File", "View", "Help"} <= set(titles)
+    file_items = [a.text().replace("&", "") for a in titles["File"].actions()]
+    for item in ("Open model…", "Open Recent", "New from builder…", "Export layers CSV…", "Quit"):
+        assert item in file_items
+    view_items = [a.text().replace("&", "") for a in titles["View"].actions()]
+    assert {"Zoom in", "Zoom out", "Fit"} <= set(view_items)
+    box = v2_window.show_about()
+    assert box.isVisible() and "mbexplorer" in box.text()
