@@ -184,7 +184,8 @@ def _v1(g: _GraphWriter, x: str) -> str:
     s = g.spec
     c = s.channels
     cin = c(32)
-    x = g.act(g.conv_bn(x, "conv_stem", "bn1", 3, cin, 3, 2), "act1", "relu")
+    # ReLU6 as in timm's mobilenetv1_* and TF-slim / Keras (PaddleClas uses ReLU; costs are the same)
+    x = g.act(g.conv_bn(x, "conv_stem", "bn1", 3, cin, 3, 2), "act1", "relu6")
     # timm mobilenetv1_100 stages: (out channels, stride) per depthwise-separable block
     stages = [[(64, 1)], [(128, 2), (128, 1)], [(256, 2), (256, 1)], [(512, 2)] + [(512, 1)] * 5,
               [(1024, 2), (1024, 1)]]
@@ -192,8 +193,8 @@ def _v1(g: _GraphWriter, x: str) -> str:
         for bi, (cout, stride) in enumerate(stage):
             p = f"blocks.{si}.{bi}"
             cout = c(cout)
-            x = g.act(g.conv_bn(x, f"{p}.conv_dw", f"{p}.bn1", cin, cin, 3, stride, groups=cin), f"{p}.act1", "relu")
-            x = g.act(g.conv_bn(x, f"{p}.conv_pw", f"{p}.bn2", cin, cout, 1), f"{p}.act2", "relu")
+            x = g.act(g.conv_bn(x, f"{p}.conv_dw", f"{p}.bn1", cin, cin, 3, stride, groups=cin), f"{p}.act1", "relu6")
+            x = g.act(g.conv_bn(x, f"{p}.conv_pw", f"{p}.bn2", cin, cout, 1), f"{p}.act2", "relu6")
             cin = cout
     x = g.pool_flatten(x, "global_pool")
     return g.linear(x, "classifier", cin, s.num_classes)
