@@ -406,9 +406,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event) -> None:
         for job in [self.job, *self._retired]:
-            if job is not None and job.is_running():
+            if job is not None:
                 job.cancel()
-                job.wait(10_000)
+                if job.wait(10_000):
+                    job.release()  # now: its queued clean-up would die with this window
         if self.interactive:
             s = settings()
             s.setValue("window/geometry", self.saveGeometry())

@@ -13,6 +13,7 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from mbexplorer.core.jobs import Progress  # noqa: E402
 from mbexplorer.gui.main_window import MainWindow  # noqa: E402
 from mbexplorer.gui.recent import MAX_RECENT, RecentFiles  # noqa: E402
+from mbexplorer.gui.workers import gc_paused  # noqa: E402
 
 
 def drop(window, *paths):
@@ -153,6 +154,7 @@ def test_cancel_during_job(qtbot, v2_window):
     assert w.analysis is before and len(w.graph.block_items) == 19
     assert "Cancelled" in w.statusBar().currentMessage()
     assert job.wait(5_000)
+    qtbot.waitUntil(lambda: not gc_paused(), timeout=5_000)  # collection resumes once no job runs
 
 
 def test_new_job_replaces_running_one(qtbot, v2_window, v1_file):
@@ -163,6 +165,14 @@ def test_new_job_replaces_running_one(qtbot, v2_window, v1_file):
     assert slow.is_cancel_requested()
     assert w.analysis.model.name == "small_v1"
     assert slow.wait(5_000)
+
+
+def test_closing_mid_job_stops_it(qtbot, window):
+    job = window.start_job(_slow_job, "Slow job…", {"path": None})
+    assert gc_paused()
+    window.close()  # waits for the job to see its cancel flag
+    assert job.is_cancel_requested() and not job.is_running()
+    assert not gc_paused()
 
 
 def test_builder_dialog_builds(qtbot, window):
