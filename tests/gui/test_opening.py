@@ -194,3 +194,23 @@ def test_builder_error_is_shown(qtbot, v2_window):
         v2_window.build_model(family="mobilenet_v2", width=5.0)
     assert "width" in v2_window.last_error.text()
     assert v2_window.analysis.model.name == "mobilenet_v2_1_224"
+
+
+def test_pick_model_file_rules(tmp_path, v1_file):
+    from mbexplorer.gui.dropping import pick_model_file
+
+    notes = tmp_path / "a_notes.txt"
+    notes.write_text("x")
+    assert pick_model_file([notes]) == (notes, None)  # one file: the loader explains what it is
+    renamed = tmp_path / "b_weights.bin"
+    renamed.write_bytes(v1_file.read_bytes())  # ONNX under another name, found by its bytes
+    assert pick_model_file([notes, renamed])[0] == renamed
+    assert pick_model_file([notes, v1_file, renamed])[0] == v1_file
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(56))
+    assert pick_model_file([other])[0].name == "model.tflite"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    path, message = pick_model_file([empty])
+    assert path is None and "No model file" in message
