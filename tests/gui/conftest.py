@@ -8,7 +8,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import pytest  # noqa: E402
 
-import mbexplorer.gui  # noqa: E402,F401  (guards None's refcount before any Qt call, see gui/_none_guard.py)
 from mbexplorer.core.analysis import build_job, run  # noqa: E402
 
 
