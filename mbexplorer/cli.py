@@ -132,6 +132,27 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_convert(args) -> int:
+    import onnx
+
+    from .core.model import load
+
+    model = load(args.input)
+    if args.float_twin and model.float_twin is None:
+        raise MbxError(f"{Path(args.input).name} is not quantized, so it has no float twin; drop --float-twin.")
+    written = [(model, Path(args.output))]
+    if args.float_twin:
+        written.append((model.float_twin, Path(args.float_twin)))
+    for m, out in written:
+        try:
+            onnx.save(m.model, str(out))
+        except OSError as exc:
+            raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        print(f"wrote {out} ({out.stat().st_size:,} bytes): {m.name} from {m.source_format}, "
+              f"input {m.inputs[0].describe()}")
+    return 0
+
+
 def cmd_gui(args) -> int:
     from .gui.app import run_gui
 
@@ -175,6 +196,13 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
+    cv.add_argument("input", metavar="IN")
+    cv.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    cv.add_argument("--float-twin", metavar="OUT2.onnx",
+                    help="for a quantized source: also save the float model with matching tensor names")
+    cv.set_defaults(func=cmd_convert)
 
     b = sub.add_parser("build", help="build a MobileNet as ONNX")
     b.add_argument("family", choices=builder.FAMILIES)
