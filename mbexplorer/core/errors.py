@@ -36,6 +36,10 @@ class UnknownOperatorError(ModelLoadError):
     pass
 
 
+class UnsupportedOperatorError(ModelLoadError):
+    """An importer met an operator (or tensor kind) it cannot convert; the message names it and the node."""
+
+
 class InputShapeError(ModelLoadError):
     """An input has a size that is not fixed (other than the batch) and none was given."""
 

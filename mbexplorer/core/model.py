@@ -2,8 +2,9 @@
 
 ``load(path)`` is the one entry point. It decides what a file is from its bytes (never its extension),
 parses ONNX, checks that onnxruntime could run it (opset, operators), resolves every tensor's shape at
-batch 1 for the cost analysis, and returns a :class:`LoadedModel`. Formats that later importers will
-handle (TFLite, Keras, TF.js, PyTorch) are recognised and named in the error.
+batch 1 for the cost analysis, and returns a :class:`LoadedModel`. TFLite files go to their importer
+(``importers/tflite.py``); formats that later importers will handle (Keras, TF.js, PyTorch) are recognised
+and named in the error.
 """
 
 from __future__ import annotations
@@ -127,7 +128,6 @@ def _looks_like_text(head: bytes) -> bool:
 
 
 _LATER_FORMATS = {
-    "tflite": "a TensorFlow Lite model",
     "hdf5": "a Keras HDF5 file",
     "zip": "a zip archive (a Keras .keras file or a PyTorch .pth checkpoint)",
     "safetensors": "a safetensors weights file",
@@ -172,6 +172,10 @@ def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | No
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     kind = sniff(path, data[:64])
+    if kind == "tflite":
+        from .importers.tflite import import_tflite
+
+        return import_tflite(path, data)
     if kind != "onnx":
         raise _refuse(path, kind)
     proto = onnx.ModelProto()

@@ -1,0 +1,364 @@
+"""TFLite ops to ONNX: one converter per builtin op, and the whole-graph conversion (names, batch, model).
+
+See ``tflite.py`` for the conventions (layout, QDQ, naming) and ``tflite_emit.py`` for the writer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..errors import TruncatedModelError, UnsupportedOperatorError
+from .tflite import Operator, TFLiteGraph
+from .tflite_emit import (
+    _FUSED, _FUSED_NAMES, NATIVE, NCHW, NCHW_POS, OPSET, TO_NCHW, Emitter, _order_kept, sanitise,
+)
+
+_SAME, _VALID = 0, 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Converters
+
+
+def _pads(e: Emitter, op: Operator, kh: int, kw: int, sh: int, sw: int, dh: int = 1, dw: int = 1) -> list[int]:
+    """TF SAME: output ceil(in / stride), the odd padding pixel at the bottom / right; VALID: none."""
+    padding = op.options.get("Padding", _SAME)
+    if padding == _VALID:
+        return [0, 0, 0, 0]
+    if padding != _SAME:
+        raise e.unsupported(f"has padding mode {padding}")
+    _, h, w, _ = e.g.tensors[op.inputs[0]].shape
+    begin, end = [], []
+    for n, k, s, d in ((h, kh, sh, dh), (w, kw, sw, dw)):
+        out = -(-n // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+        begin.append(total // 2)
+        end.append(total - total // 2)
+    return begin + end
+
+
+def _conv(e: Emitter, op: Operator, depthwise: bool) -> None:
+    o = op.options
+    x_t, w_t = e.g.tensors[op.inputs[0]], e.tensor(op.inputs[1])
+    if len(x_t.shape) != 4 or len(w_t.shape) != 4 or not w_t.is_const:
+        raise e.unsupported("is not a 2-D convolution of an NHWC tensor with constant weights")
+    cin = x_t.shape[3]
+    if depthwise:  # weights [1, KH, KW, C*M] -> [C*M, 1, KH, KW], one group per input channel
+        _, kh, kw, cout = w_t.shape
+        w = e.const(op.inputs[1], perm=(3, 0, 1, 2))
+        group = cin
+    else:  # weights [O, KH, KW, I] -> [O, I, KH, KW]
+        cout, kh, kw, ci = w_t.shape
+        w = e.const(op.inputs[1], perm=TO_NCHW)
+        group = cin // ci if ci else 1
+    sh, sw = o.get("StrideH", 1) or 1, o.get("StrideW", 1) or 1
+    dh, dw = o.get("DilationHFactor", 1) or 1, o.get("DilationWFactor", 1) or 1
+    inputs = [e.x(op.inputs[0], NCHW), w]
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        inputs.append(e.const(op.inputs[2]))
+    e.emit("Conv", inputs, op.outputs[0], NCHW, o.get("FusedActivationFunction", 0), kernel_shape=[kh, kw],
+           strides=[sh, sw], dilations=[dh, dw], pads=_pads(e, op, kh, kw, sh, sw, dh, dw), group=group)
+
+
+def _pool(e: Emitter, op: Operator) -> None:
+    o = op.options
+    kh, kw = o.get("FilterHeight", 1), o.get("FilterWidth", 1)
+    sh, sw = o.get("StrideH", 1) or 1, o.get("StrideW", 1) or 1
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=_pads(e, op, kh, kw, sh, sw))
+    tie = 0.0
+    if op.op == "AVERAGE_POOL_2D":  # TF excludes padded cells from the average
+        kind, attrs["count_include_pad"] = "AveragePool", 0
+        if e.g.tensors[op.outputs[0]].dtype == np.uint8:
+            # uint8 average pool sums raw values and divides rounding half up: (sum + n/2) / n. Sums are
+            # multiples of 1/n step, so a quarter of that moves exact ties up and nothing else across.
+            tie = 0.25 / (kh * kw)
+    else:
+        kind = "MaxPool"
+    e.emit(kind, [e.x(op.inputs[0], NCHW)], op.outputs[0], NCHW, o.get("FusedActivationFunction", 0),
+           tie_offset=tie, **attrs)
+
+
+def _reduced_view(e: Emitter, idx: int, axes: list[int], out_shape: tuple) -> tuple[str, list[int], str]:
+    """Input name, axes and layout for a reduction / squeeze: in NCHW when dropping ``axes`` there leaves the
+    dims in the output's order, else in the native layout."""
+    shape = e.g.tensors[idx].shape
+    if e.layout(idx) == NCHW and len(shape) == 4:
+        mapped = sorted(NCHW_POS[a] for a in axes)
+        nchw = [shape[i] for i in TO_NCHW]
+        if len(out_shape) == 4:  # kept dims: stays NCHW
+            return e.x(idx, NCHW), mapped, NCHW
+        if [d for i, d in enumerate(nchw) if i not in mapped] == list(out_shape):
+            return e.x(idx, NCHW), mapped, NATIVE
+    return e.x(idx, NATIVE), sorted(axes), NATIVE
+
+
+def _axes(values, rank: int) -> list[int]:
+    return sorted({int(a) + rank if int(a) < 0 else int(a) for a in np.asarray(values).reshape(-1)})
+
+
+def _mean(e: Emitter, op: Operator) -> None:
+    shape = e.g.tensors[op.inputs[0]].shape
+    axes = _axes(e.values(op.inputs[1]), len(shape))
+    keep = bool(op.options.get("KeepDims", False))
+    out_shape = e.g.tensors[op.outputs[0]].shape
+    x, mapped, layout = _reduced_view(e, op.inputs[0], axes, out_shape)
+    e.emit("ReduceMean", [x], op.outputs[0], layout, axes=mapped, keepdims=int(keep))
+
+
+def _squeeze(e: Emitter, op: Operator) -> None:
+    shape = e.g.tensors[op.inputs[0]].shape
+    dims = op.options.get("SqueezeDims") or [i for i, d in enumerate(shape) if d == 1]
+    axes = _axes(dims, len(shape))
+    x, mapped, layout = _reduced_view(e, op.inputs[0], axes, e.g.tensors[op.outputs[0]].shape)
+    e.emit("Squeeze", [x, e.ints(mapped)], op.outputs[0], layout)
+
+
+def _reshape(e: Emitter, op: Operator) -> None:
+    src, out = e.g.tensors[op.inputs[0]], e.g.tensors[op.outputs[0]]
+    if e.layout(op.inputs[0]) == NCHW and _order_kept(src.shape):
+        x = e.x(op.inputs[0], NCHW)
+    else:
+        x = e.x(op.inputs[0], NATIVE)
+    target, layout = list(out.shape), NATIVE
+    if _order_kept(out.shape):  # write it as NCHW directly; a following conv needs no Transpose
+        target, layout = [out.shape[i] for i in TO_NCHW], NCHW
+    if e.batch and target:
+        target[0] = -1
+    e.emit("Reshape", [x, e.ints(target)], op.outputs[0], layout)
+
+
+def _fully_connected(e: Emitter, op: Operator) -> None:
+    o = op.options
+    if o.get("WeightsFormat", 0) != 0:
+        raise e.unsupported("uses shuffled weights")
+    src = e.g.tensors[op.inputs[0]]
+    w_t = e.tensor(op.inputs[1])
+    if not w_t.is_const or len(w_t.shape) != 2:
+        raise e.unsupported("has non-constant weights")
+    n, k = w_t.shape
+    x = e.x(op.inputs[0], NCHW if e.layout(op.inputs[0]) == NCHW and _order_kept(src.shape) else NATIVE)
+    bias = [e.const(op.inputs[2])] if len(op.inputs) > 2 and op.inputs[2] >= 0 else []
+    act = o.get("FusedActivationFunction", 0)
+    out = op.outputs[0]
+    name = e.names[out]
+    if o.get("KeepNumDims") and len(src.shape) > 2:
+        x = e.x(op.inputs[0], NATIVE)
+        m = e.node("MatMul", [x, e.const(op.inputs[1], perm=(1, 0))], e.unique(f"{name}_matmul"), f"{name}/matmul")
+        if bias:
+            e.emit("Add", [m, bias[0]], out, NATIVE, act)
+        else:
+            e.emit("Identity", [m], out, NATIVE, act)
+        return
+    if len(src.shape) != 2:
+        x = e.node("Reshape", [x, e.ints([-1, k])], e.unique(f"{name}_flatten"), f"{name}/flatten")
+    e.emit("Gemm", [x, e.const(op.inputs[1])] + bias, out, NATIVE, act, transB=1)
+
+
+def _softmax(e: Emitter, op: Operator) -> None:
+    beta = float(op.options.get("Beta", 1.0))
+    idx = op.inputs[0]
+    x = e.x(idx)
+    layout = e.layout(idx)
+    name = e.names[op.outputs[0]]
+    if beta != 1.0:
+        x = e.node("Mul", [x, e.scalar(beta)], e.unique(f"{name}_scaled"), f"{name}/beta")
+    rank = len(e.g.tensors[idx].shape)
+    axis = 1 if layout == NCHW and rank == 4 else -1
+    e.emit("Softmax", [x], op.outputs[0], layout, axis=axis)
+
+
+def _elementwise(e: Emitter, op: Operator, kind: str) -> None:
+    """Binary ops (ADD, SUB, MUL, DIV) and CONCATENATION: inputs in one layout, constants broadcast to it."""
+    out_t = e.g.tensors[op.outputs[0]]
+    rank4 = len(out_t.shape) == 4
+    acts = [i for i in op.inputs if i >= 0 and not e.is_const(i)]
+    nchw = rank4 and all(len(e.g.tensors[i].shape) == 4 for i in acts) and any(e.layout(i) == NCHW for i in acts)
+    layout = NCHW if nchw else NATIVE
+    inputs = [e.operand(i, layout, rank4) for i in op.inputs]
+    act = op.options.get("FusedActivationFunction", 0)
+    if kind == "Concat":
+        axis = int(op.options.get("Axis", 0))
+        axis = axis + len(out_t.shape) if axis < 0 else axis
+        if nchw:
+            axis = NCHW_POS[axis]
+        e.emit("Concat", inputs, op.outputs[0], layout, act, axis=axis)
+    else:
+        e.emit(kind, inputs, op.outputs[0], layout, act)
+
+
+def _pad(e: Emitter, op: Operator) -> None:
+    idx = op.inputs[0]
+    shape = e.g.tensors[idx].shape
+    pads = np.asarray(e.values(op.inputs[1]), dtype=np.int64).reshape(len(shape), 2)
+    layout = e.layout(idx) if len(shape) == 4 else NATIVE
+    if layout == NCHW:
+        pads = pads[list(TO_NCHW)]
+    inputs = [e.x(idx, layout), e.ints(list(pads[:, 0]) + list(pads[:, 1]))]
+    if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        inputs.append(e.scalar(float(np.asarray(e.values(op.inputs[2])).reshape(-1)[0])))
+    e.emit("Pad", inputs, op.outputs[0], layout, mode="constant")
+
+
+def _unary(kind: str, clip: tuple[float, float] | None = None):
+    def convert(e: Emitter, op: Operator) -> None:
+        idx = op.inputs[0]
+        inputs = [e.x(idx)]
+        attrs = {}
+        if clip:
+            inputs += [e.scalar(clip[0]), e.scalar(clip[1])]
+        if kind == "LeakyRelu":
+            attrs["alpha"] = float(op.options.get("Alpha", 0.2))
+        e.emit(kind, inputs, op.outputs[0], e.layout(idx), **attrs)
+
+    return convert
+
+
+def _requantize(e: Emitter, op: Operator) -> None:
+    """QUANTIZE / DEQUANTIZE: the real value does not change; in a QDQ model the output's own Q/DQ pair
+    does the requantization. A DEQUANTIZE of a constant (float16 or int8 weights) is folded into it."""
+    idx = op.inputs[0]
+    if op.op == "DEQUANTIZE" and e.is_const(idx):
+        e.alias[op.outputs[0]] = e.alias.get(idx, idx)
+        return
+    e.emit("Identity", [e.x(idx)], op.outputs[0], e.layout(idx))
+
+
+CONVERTERS = {
+    "CONV_2D": lambda e, op: _conv(e, op, False),
+    "DEPTHWISE_CONV_2D": lambda e, op: _conv(e, op, True),
+    "AVERAGE_POOL_2D": _pool,
+    "MAX_POOL_2D": _pool,
+    "MEAN": _mean,
+    "FULLY_CONNECTED": _fully_connected,
+    "RESHAPE": _reshape,
+    "SQUEEZE": _squeeze,
+    "SOFTMAX": _softmax,
+    "ADD": lambda e, op: _elementwise(e, op, "Add"),
+    "SUB": lambda e, op: _elementwise(e, op, "Sub"),
+    "MUL": lambda e, op: _elementwise(e, op, "Mul"),
+    "DIV": lambda e, op: _elementwise(e, op, "Div"),
+    "CONCATENATION": lambda e, op: _elementwise(e, op, "Concat"),
+    "PAD": _pad,
+    "PADV2": _pad,
+    "HARD_SWISH": _unary("HardSwish"),
+    "LOGISTIC": _unary("Sigmoid"),
+    "TANH": _unary("Tanh"),
+    "RELU": _unary("Relu"),
+    "RELU6": _unary("Clip", (0.0, 6.0)),
+    "RELU_N1_TO_1": _unary("Clip", (-1.0, 1.0)),
+    "LEAKY_RELU": _unary("LeakyRelu"),
+    "QUANTIZE": _requantize,
+    "DEQUANTIZE": _requantize,
+}
+SUPPORTED_OPS = tuple(sorted(CONVERTERS))
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole graph
+
+
+def check_supported(g: TFLiteGraph) -> None:
+    for op in g.operators:
+        if op.op not in CONVERTERS:
+            out = g.tensors[op.outputs[0]].name if op.outputs else "?"
+            kind = op.op.replace("CUSTOM:", "CUSTOM ")
+            raise UnsupportedOperatorError(
+                f"TFLite op {kind} (tensor '{out}') is not supported by the importer; "
+                f"supported: {', '.join(SUPPORTED_OPS)}.")
+        act = op.options.get("FusedActivationFunction", 0)
+        if act and act not in _FUSED:
+            out = g.tensors[op.outputs[0]].name if op.outputs else "?"
+            raise UnsupportedOperatorError(
+                f"TFLite op {op.op} (tensor '{out}') has fused activation {_FUSED_NAMES.get(act, act)}, "
+                "which the importer does not support; supported: NONE, RELU, RELU6, RELU_N1_TO_1, TANH.")
+        for t in op.inputs + op.outputs:
+            tt = g.tensors[t] if t >= 0 else None
+            if tt is not None and not tt.is_const and tt.quant is not None and tt.dtype == np.int16:
+                raise UnsupportedOperatorError(
+                    f"TFLite op {op.op} (tensor '{tt.name}') uses int16 activations (16x8 quantization), "
+                    "which the importer does not support; it reads float, uint8 and int8 models.")
+
+
+def tensor_names(g: TFLiteGraph) -> dict[int, str]:
+    """Sanitised unique names: activations first (graph inputs, then outputs in op order), constants after."""
+    order = list(g.inputs) + [t for op in g.operators for t in op.outputs]
+    order += [t for op in g.operators for t in op.inputs if t >= 0]
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for idx in order:
+        if idx in names:
+            continue
+        base = sanitise(g.tensors[idx].name, idx)
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base}_{k}"
+        used.add(name)
+        names[idx] = name
+    return names
+
+
+def batch_is_free(g: TFLiteGraph) -> bool:
+    """Whether the leading dimension is a batch every op treats independently, so it can be made dynamic."""
+    try:
+        return _batch_is_free(g)
+    except (IndexError, ValueError, ZeroDivisionError):  # inconsistent op / tensor: keep the file's shapes
+        return False
+
+
+def _batch_is_free(g: TFLiteGraph) -> bool:
+    acts = {t for op in g.operators for t in op.inputs + op.outputs if t >= 0 and not g.tensors[t].is_const}
+    acts |= set(g.inputs) | set(g.outputs)
+    if any(not g.tensors[t].shape or g.tensors[t].shape[0] != 1 for t in acts):
+        return False
+    for op in g.operators:
+        shape = g.tensors[op.inputs[0]].shape
+        if op.op == "CONCATENATION" and int(op.options.get("Axis", 0)) % len(g.tensors[op.outputs[0]].shape) == 0:
+            return False
+        if op.op in ("MEAN", "PAD", "PADV2"):
+            c = g.tensors[op.inputs[1]]
+            if c.data is None:
+                return False
+            if op.op == "MEAN" and 0 in _axes(c.data, len(shape)):
+                return False
+            if op.op != "MEAN" and np.any(c.data.reshape(len(shape), 2)[0] != 0):
+                return False
+        if op.op == "FULLY_CONNECTED":
+            w = g.tensors[op.inputs[1]]
+            if len(w.shape) != 2 or int(np.prod(shape[1:])) != w.shape[1]:
+                return False
+    return True
+
+
+def convert(g: TFLiteGraph, name: str, qdq: bool) -> onnx.ModelProto:
+    check_supported(g)
+    names = tensor_names(g)
+    e = Emitter(g, names, qdq, batch_is_free(g))
+    e.add_inputs()
+    for op in g.operators:
+        e.op = op
+        try:
+            CONVERTERS[op.op](e, op)
+        except (IndexError, KeyError, ValueError, TypeError, ZeroDivisionError) as exc:
+            # a structurally valid flatbuffer whose operator does not fit its tensors (missing inputs,
+            # shapes that disagree): the file is damaged, or written by a converter this importer does not know
+            out = g.tensors[op.outputs[0]].name if op.outputs else "?"
+            raise TruncatedModelError(
+                f"{name}: TFLite op {op.op} (tensor '{out}') does not fit its tensors ({exc}); the file is corrupt "
+                "or uses the op in a form the importer does not support.") from exc
+    e.op = None
+    e.add_outputs()
+    graph = helper.make_graph(e.nodes, name, e.graph_inputs, e.graph_outputs, initializer=list(e.inits.values()))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="mbexplorer-tflite", ir_version=8)
+    quantized = any(t.quantized for t in g.tensors)
+    helper.set_model_props(model, {
+        "source_format": "tflite",
+        "variant": "qdq" if qdq else ("float_twin" if quantized else "float"),
+        "activation_layout": "graph input NHWC as in TFLite; 4-D activations inside the graph NCHW",
+        "tflite_description": g.description,
+        "tflite_schema_version": str(g.version),
+    })
+    return model
