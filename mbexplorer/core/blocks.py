@@ -26,6 +26,7 @@ ELEMENTWISE = {
 ACTIVATIONS = {"Relu": "ReLU", "Clip": "ReLU6", "HardSwish": "h-swish", "LeakyRelu": "LeakyReLU", "PRelu": "PReLU",
                "Sigmoid": "sigmoid", "Elu": "ELU", "Tanh": "tanh", "Mish": "mish", "Gelu": "GELU"}
 _POOLS = {"GlobalAveragePool", "ReduceMean", "AveragePool"}
+_QDQ = {"QuantizeLinear", "DequantizeLinear"}
 
 
 @dataclass
@@ -148,7 +149,8 @@ def _branch_to_pool(gi: GraphIndex, s: str, x: str, limit: int = 10) -> set[int]
         if i in branch:
             continue
         branch.add(i)
-        if len(branch) > limit:
+        # Q/DQ pairs of a quantized graph sit between the SE ops: only real ops count toward the limit
+        if sum(gi.nodes[j].op_type not in _QDQ for j in branch) > limit:
             return None
         node = gi.nodes[i]
         ins = gi.activation_inputs(i)

@@ -54,7 +54,7 @@ def test_nhwc_layout_is_recognised():
 @pytest.mark.parametrize("content,error,words", [
     (b"", NotAModelError, r"empty \(0 bytes\)"),
     (b"name,score\ncat,1\n", NotAModelError, "text file"),
-    (b"\x1c\x00\x00\x00TFL3" + bytes(64), UnsupportedFormatError, "TensorFlow Lite"),
+    (b"\x1c\x00\x00\x00TFL3" + bytes(64), TruncatedModelError, "TensorFlow Lite"),
     (b"\x89HDF\r\n\x1a\n" + bytes(64), UnsupportedFormatError, "Keras HDF5"),
     (b"PK\x03\x04" + bytes(64), UnsupportedFormatError, "zip archive"),
     (bytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] * 20), NotAModelError, "not a model"),
@@ -151,8 +151,8 @@ def test_external_data_inside_the_folder_only(tmp_path):
         load(_with_external(tmp_path, "gone.bin"))
 
 
-def test_shared_tflite_is_named_not_misread(shared_dir):
-    with pytest.raises(UnsupportedFormatError, match="TensorFlow Lite"):
-        load(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+def test_shared_tflite_goes_to_its_importer(shared_dir):
+    m = load(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    assert m.source_format == "tflite" and m.float_twin is not None
     with pytest.raises(UnsupportedFormatError, match="TF.js"):
         load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")

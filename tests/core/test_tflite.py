@@ -391,8 +391,6 @@ def test_v3_small_float_twin_groups_into_11_blocks_with_se_and_hswish(shared_dir
     _check_v3_small(_blocks(load(shared_dir / "models" / "v3-small_224_1.0_uint8.tflite").float_twin))
 
 
-@pytest.mark.xfail(strict=True, reason="blocks._branch_to_pool gives up after 10 nodes, and a QDQ squeeze-excite "
-                   "branch is ~19 (a Q/DQ pair after each of its ops): SE not found (reported, blocks.py not ours)")
 def test_v3_small_qdq_groups_into_11_blocks_with_se_and_hswish(shared_dir):
     _check_v3_small(_blocks(load(shared_dir / "models" / "v3-small_224_1.0_uint8.tflite")))
 
