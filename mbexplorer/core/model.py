@@ -2,9 +2,9 @@
 
 ``load(path)`` is the one entry point. It decides what a file is from its bytes (never its extension),
 parses ONNX, checks that onnxruntime could run it (opset, operators), resolves every tensor's shape at
-batch 1 for the cost analysis, and returns a :class:`LoadedModel`. TFLite files go to their importer
-(``importers/tflite.py``); formats that later importers will handle (Keras, TF.js, PyTorch) are recognised
-and named in the error.
+batch 1 for the cost analysis, and returns a :class:`LoadedModel`. Other formats go to their importer
+(``importers/``), which returns a LoadedModel of the ONNX it made: TFLite, PyTorch state dicts (.safetensors,
+.pth). Keras and TF.js are recognised and named in the error.
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def sniff(path: Path, head: bytes) -> str:
         return "hdf5"
     if head.startswith(b"PK\x03\x04"):
         return "zip"
+    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:  # a pickle: legacy torch.save files
+        return "pickle"
     for magic, what in _IMAGE_MAGIC.items():
         if head.startswith(magic):
             return "image:" + what
@@ -118,6 +120,22 @@ def sniff(path: Path, head: bytes) -> str:
     return "unknown"
 
 
+def _zip_kind(path: Path) -> str:
+    """'torch' for torch.save archives (``<name>/data.pkl``), 'keras' for .keras files, else 'zip'."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return "zip"
+    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
+        return "torch"
+    if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
+        return "keras"
+    return "zip"
+
+
 def _looks_like_text(head: bytes) -> bool:
     try:
         text = head.decode("utf-8")
@@ -129,8 +147,7 @@ def _looks_like_text(head: bytes) -> bool:
 
 _LATER_FORMATS = {
     "hdf5": "a Keras HDF5 file",
-    "zip": "a zip archive (a Keras .keras file or a PyTorch .pth checkpoint)",
-    "safetensors": "a safetensors weights file",
+    "zip": "a zip archive (a Keras .keras file?)",
     "json": "a JSON file (a TF.js model.json?)",
 }
 
@@ -176,6 +193,10 @@ def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | No
         from .importers.tflite import import_tflite
 
         return import_tflite(path, data)
+    if kind in ("safetensors", "pickle") or (kind == "zip" and _zip_kind(path) == "torch"):
+        from .importers.torch_state import import_state_dict
+
+        return import_state_dict(path)
     if kind != "onnx":
         raise _refuse(path, kind)
     proto = onnx.ModelProto()

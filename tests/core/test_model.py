@@ -156,3 +156,15 @@ def test_shared_tflite_goes_to_its_importer(shared_dir):
     assert m.source_format == "tflite" and m.float_twin is not None
     with pytest.raises(UnsupportedFormatError, match="TF.js"):
         load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")
+
+
+def test_state_dicts_go_to_their_importer(tmp_path, built):
+    from safetensors.numpy import save_file
+
+    m = built("mobilenet_v3_small", 0.5, 128)
+    weights = {t.name: numpy_helper.to_array(t) for t in m.graph.initializer if not t.name.startswith("const.")}
+    p = tmp_path / "v3s.bin"  # the extension says nothing; the content does
+    save_file(weights, str(p))
+    loaded = load(p)
+    assert loaded.source_format == "torchvision" and loaded.name == "v3s"
+    assert loaded.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
