@@ -86,18 +86,21 @@ def cmd_summary(args) -> int:
 
 
 def cmd_build(args) -> int:
-    import onnx
-
     loaded = builder.build(args.family, args.width, args.resolution, args.classes, fold_bn=args.fold_bn,
                            rounding=args.rounding, seed=args.seed)
-    out = Path(args.output)
+    _save(loaded, Path(args.output), loaded.name)
+    return 0
+
+
+def _save(model, out: Path, what: str) -> None:
+    import onnx
+
     try:
-        onnx.save(loaded.model, str(out))
+        onnx.save(model.model, str(out))
     except OSError as exc:
         raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    print(f"wrote {out} ({out.stat().st_size:,} bytes): {loaded.name}, "
-          f"input {loaded.inputs[0].describe()}, output {loaded.outputs[0].describe()}")
-    return 0
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, input {model.inputs[0].describe()}, "
+          f"output {model.outputs[0].describe()}")
 
 
 def cmd_predict(args) -> int:
@@ -133,8 +136,6 @@ def cmd_predict(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    import onnx
-
     from .core.model import load
 
     model = load(args.input)
@@ -144,12 +145,7 @@ def cmd_convert(args) -> int:
     if args.float_twin:
         written.append((model.float_twin, Path(args.float_twin)))
     for m, out in written:
-        try:
-            onnx.save(m.model, str(out))
-        except OSError as exc:
-            raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
-        print(f"wrote {out} ({out.stat().st_size:,} bytes): {m.name} from {m.source_format}, "
-              f"input {m.inputs[0].describe()}")
+        _save(m, out, f"{m.name} from {m.source_format}")
     return 0
 
 

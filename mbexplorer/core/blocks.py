@@ -82,15 +82,19 @@ def _conv_info(gi: GraphIndex, i: int) -> _Conv | None:
     return _Conv(i, x_shape[1], w_shape[0], w_shape[2], int(strides[0]), groups)
 
 
+def _activation_products(gi: GraphIndex):
+    """(node, [a, b]) for every Mul of two activations: where squeeze-excite and written-out h-swish end."""
+    for i, node in enumerate(gi.nodes):
+        if node.op_type == "Mul" and i not in gi.const_nodes:
+            ins = gi.activation_inputs(i)
+            if len(ins) == 2:
+                yield i, ins
+
+
 def _se_nodes(gi: GraphIndex) -> set[int]:
     """Squeeze-excite branches: x * f(pool(x)) where f only works on the pooled (1x1) tensor."""
     found: set[int] = set()
-    for i, node in enumerate(gi.nodes):
-        if node.op_type != "Mul" or i in gi.const_nodes:
-            continue
-        ins = gi.activation_inputs(i)
-        if len(ins) != 2:
-            continue
+    for i, ins in _activation_products(gi):
         for x, s in (ins, ins[::-1]):
             branch = _branch_to_pool(gi, s, x)
             if branch:
@@ -106,12 +110,8 @@ _HSWISH_PARTS = {"HardSigmoid", "Clip", "Relu", "Add", "Div", "Mul"}
 def _hswish_nodes(gi: GraphIndex) -> set[int]:
     """h-swish written out by exporters as x * HardSigmoid(x), or x * relu6(x + 3) / 6."""
     found: set[int] = set()
-    for i, node in enumerate(gi.nodes):
-        if node.op_type != "Mul" or i in gi.const_nodes:
-            continue
-        ins = gi.activation_inputs(i)
-        if len(ins) != 2:
-            continue
+    for i, ins in _activation_products(gi):
+        node = gi.nodes[i]
         for x, s in (ins, ins[::-1]):
             chain, t = [], s
             while len(chain) < 4:
