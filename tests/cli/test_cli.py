@@ -115,3 +115,18 @@ def test_predict_json_with_a_bad_file_among_good_ones(tmp_path):
     assert "not an image" in res["notes.txt"]["error"]
     r = mbx("predict", model, folder / "red.png", "--preset", "inception")
     assert r.returncode == 0 and "inception: central crop 87.5%" in r.stdout
+
+
+def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path):
+    src = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    q, f = tmp_path / "q.onnx", tmp_path / "f.onnx"
+    r = mbx("convert", src, "-o", q, "--float-twin", f)
+    assert r.returncode == 0, r.stderr
+    assert q.stat().st_size > 0 and f.stat().st_size > q.stat().st_size  # float weights are 4x larger
+    r = mbx("predict", src, shared_dir / "images" / "parrot.jpg", "--json", "--top-k", "1")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["preset"] == "coral" and d["results"][0]["topk"][0]["index"] == 89  # macaw
+    assert d["results"][0]["topk"][0]["label"] == "macaw"
+    r = mbx("convert", tmp_path / "q.onnx", "-o", tmp_path / "x.onnx", "--float-twin", tmp_path / "y.onnx")
+    assert r.returncode == 1 and "no float twin" in r.stderr
