@@ -288,13 +288,15 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
         terms[f"{kind}_out"] = _numel(out)
     elif op in ("Add", "Sub", "Sum"):
         acts = gi.activation_inputs(i)
-        if len(acts) >= 2:
-            terms["add"] = _numel(out)
-        else:  # adding a constant is a bias (e.g. MatMul + Add from a Linear export)
+        src = gi.producer.get(acts[0]) if acts else None
+        if len(acts) == 1 and src is not None and gi.nodes[src].op_type in ("MatMul", "MatMulInteger"):
+            # MatMul + Add(constant) is how exporters write a Linear layer: the constant is its bias
             terms["fc_bias"] = _numel(out)
             for t in ins:
                 if t and t in gi.constants:
                     weight(t, "bias")
+        else:
+            terms["add"] = _numel(out)
     elif op in ("Mul", "Div"):
         terms["mul"] = _numel(out)
     else:

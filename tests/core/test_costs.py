@@ -210,3 +210,26 @@ def test_v2_functional_pool_difference(report):
     r = report("mobilenet_v2")
     assert r.totals("thop")["flops"] == 327_486_720 + (7 * 7 + 1) * 1280
     assert r.totals("ptflops")["flops"] == 320_300_008 + 7 * 7 * 1280
+
+
+def test_constant_add_is_a_bias_only_after_matmul():
+    """MatMul + Add(const) is an exported Linear (bias params); Add(const) elsewhere is plain arithmetic."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from mbexplorer.core.costs import analyse
+    from mbexplorer.core.model import from_proto
+
+    inits = [numpy_helper.from_array(np.ones((8, 4), np.float32), "w"),
+             numpy_helper.from_array(np.ones(4, np.float32), "b"),
+             numpy_helper.from_array(np.array(0.25, np.float32), "k")]
+    nodes = [helper.make_node("Add", ["x", "k"], ["x2"], name="shift"),
+             helper.make_node("MatMul", ["x2", "w"], ["y"], name="fc"),
+             helper.make_node("Add", ["y", "b"], ["z"], name="fc_bias")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 8])],
+                          [helper.make_tensor_value_info("z", 1, [1, 4])], inits)
+    r = analyse(from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                           name="g", source_format="onnx"))
+    assert r.params(r.by_name["shift"]) == 0 and r.by_name["shift"].terms == {"add": 8}
+    assert r.params(r.by_name["fc_bias"]) == 4 and r.params(r.by_name["fc"]) == 32
+    assert r.totals()["macs"] == 32
