@@ -281,6 +281,7 @@ def from_proto(
         producer=producer,
         shapes=shapes,
         dtypes=dtypes,
+        labels=_embedded_labels(proto),
     )
 
 
@@ -296,6 +297,31 @@ def _sort_nodes(proto: onnx.ModelProto) -> None:
             c.CopyFrom(n)
         del proto.graph.node[:]
         proto.graph.node.extend(copies)
+
+
+_LABEL_KEYS = ("labels", "classes", "class_names", "names")
+
+
+def _embedded_labels(proto: onnx.ModelProto) -> list[str] | None:
+    """Class names some exporters store in the model's metadata: a JSON list or mapping, or one per line."""
+    import json
+
+    for prop in proto.metadata_props:
+        if prop.key.lower() not in _LABEL_KEYS:
+            continue
+        text = prop.value.strip()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = [line.strip() for line in text.splitlines() if line.strip()]
+        if isinstance(value, dict):  # {"0": "tench", ...} as Ultralytics and others write it
+            try:
+                value = [str(value[k]) for k in sorted(value, key=int)]
+            except (TypeError, ValueError):
+                continue
+        if isinstance(value, list) and value and all(isinstance(v, (str, int, float)) for v in value):
+            return [str(v) for v in value]
+    return None
 
 
 def _check_opset(proto: onnx.ModelProto, name: str) -> int:

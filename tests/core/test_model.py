@@ -168,3 +168,13 @@ def test_state_dicts_go_to_their_importer(tmp_path, built):
     loaded = load(p)
     assert loaded.source_format == "torchvision" and loaded.name == "v3s"
     assert loaded.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("value", ['["cat", "dog", "bird"]', '{"0": "cat", "2": "bird", "1": "dog"}',
+                                   "cat\ndog\nbird\n"])
+def test_labels_embedded_in_onnx_metadata(tmp_path, value):
+    m = _tiny()
+    onnx.helper.set_model_props(m, {"names": value})
+    p = tmp_path / "m.onnx"
+    onnx.save(m, str(p))
+    assert load(p).labels == ["cat", "dog", "bird"]
