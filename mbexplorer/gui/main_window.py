@@ -21,7 +21,8 @@ from mbexplorer.core.errors import InputShapeError
 from mbexplorer.core.overlays import OVERLAYS
 
 from .builder_dialog import BuilderDialog
-from .dropping import pick_model_file
+from .classify_panel import IMAGE_FILTER, ClassifyPanel
+from .dropping import route_drop
 from .formatting import si, thousands
 from .graph_panel import GraphPanel
 from .job_status import JobStatus
@@ -67,10 +68,12 @@ class MainWindow(QMainWindow):
         self.graph = self.graph_panel.view
         self.layers = LayerTablePanel()
         self.info = ModelInfoPanel()
+        self.classify = ClassifyPanel()
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.layers, "Layers")
         self.tabs.addTab(self.info, "Model")
+        self.tabs.addTab(self.classify, "Classify")
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.graph_panel)
         self.splitter.addWidget(self.tabs)
@@ -85,6 +88,8 @@ class MainWindow(QMainWindow):
         self.layers.nodeSelected.connect(lambda n: self.graph.select_node(n, center=True))
         self.layers.conventionChanged.connect(self._on_convention)
         self.graph_panel.overlayChosen.connect(self._on_overlay)
+        self.classify.errorRaised.connect(lambda title, message: self.show_error(message, title))
+        self.classify.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
 
     def _build_menus(self) -> None:
         mb = self.menuBar()
@@ -94,6 +99,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
         self.act_builder = self._action(file, "&New from builder…", self.builder_dialog_open, QKeySequence.New)
+        self._action(file, "Open &images…", self.open_images_dialog, "Ctrl+I")
         file.addSeparator()
         self.act_export = self._action(file, "&Export layers CSV…", lambda: self.layers.export_csv_dialog(False),
                                        "Ctrl+E")
@@ -140,6 +146,7 @@ class MainWindow(QMainWindow):
         self.summary_label.setTextFormat(Qt.PlainText)
         self.summary_label.setStyleSheet("color: #374151; padding: 0 6px;")
         sb.addPermanentWidget(self.job_status)
+        sb.addPermanentWidget(self.classify.job_status)
         sb.addPermanentWidget(self.summary_label)
         sb.showMessage("Open a model (Ctrl+O), drop one on the window, or build one (Ctrl+N).")
 
@@ -179,6 +186,7 @@ class MainWindow(QMainWindow):
         job.failed.connect(lambda msg, j=job: self._on_failed(j, msg))
         job.cancelled.connect(lambda j=job: self._on_cancelled(j))
         self.job = job
+        self.classify.set_model_pending(True)  # its images wait for the model rather than run twice
         self.job_status.begin(label)
         self.statusBar().clearMessage()
         return job.start()
@@ -209,6 +217,7 @@ class MainWindow(QMainWindow):
             return
         self.job = None
         self.job_status.end()
+        self.classify.set_model_pending(False)
         if isinstance(job.exception, InputShapeError) and self.interactive and job.context.get("path"):
             self.ask_input_shape(job.context["path"], message, job.context.get("input_shapes"))
             return
@@ -220,6 +229,7 @@ class MainWindow(QMainWindow):
             return
         self.job = None
         self.job_status.end()
+        self.classify.set_model_pending(False)
         self.statusBar().showMessage("Cancelled." + (" The previous model is still open." if self.analysis else ""),
                                      8000)
         self.job_cancelled.emit()
@@ -234,6 +244,7 @@ class MainWindow(QMainWindow):
         self.graph.set_analysis(analysis, blocks, self._overlay())
         self.layers.set_report(report, analysis.index)
         self.info.set_analysis(analysis, conv, blocks)
+        self.classify.set_model(analysis.model)
         m = analysis.model
         self.setWindowTitle(f"{m.name} — {APP_TITLE}")
         self.act_export.setEnabled(True)
@@ -388,11 +399,26 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         event.acceptProposedAction()
-        path, message = pick_model_file(paths)
-        if path is None:
-            self.show_error(message, "Nothing to open")
+        plan = route_drop(paths)
+        if plan.message:
+            self.show_error(plan.message, "Nothing to open")
             return
-        self.open_path(path)
+        if plan.model is not None:
+            self.open_path(plan.model)  # first: the images then wait for it (see start_job)
+        if plan.images:
+            self.classify_images(plan.images)
+        if plan.skipped:
+            self.statusBar().showMessage("Skipped (neither an image nor a model): "
+                                         + ", ".join(p.name for p in plan.skipped[:5]), 10000)
+
+    def classify_images(self, paths) -> None:
+        self.tabs.setCurrentWidget(self.classify)
+        self.classify.add_paths(paths)
+
+    def open_images_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open images", "", IMAGE_FILTER)
+        if paths:
+            self.classify_images(paths)
 
     # window state --------------------------------------------------------------------------------
     def _restore_state(self) -> None:
@@ -405,6 +431,7 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(split)
 
     def closeEvent(self, event) -> None:
+        self.classify.shutdown()
         for job in [self.job, *self._retired]:
             if job is not None:
                 job.cancel()

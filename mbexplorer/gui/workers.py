@@ -4,7 +4,8 @@ A :class:`JobHandle` owns one QThread and one worker object moved onto it. The w
 ``jobs.run`` and reports through queued signals, so the window's slots run on the UI thread and the UI
 never blocks while a model loads or builds. ``cancel()`` only raises a flag: ``jobs.run`` checks it
 between the job's events, closes the generator (its ``finally:`` blocks clean up) and raises
-``Cancelled``, which becomes the ``cancelled`` signal.
+``Cancelled``, which becomes the ``cancelled`` signal. Any event other than ``Progress`` and ``Log`` comes
+out as the ``event`` signal, in order, so a job can stream partial results (an image classified) to the UI.
 
 Lifetimes are explicit: once a job's thread has stopped, the worker and the thread are deleted on the UI
 thread (``deleteLater``). Left to Python's garbage collector they could be destroyed on whichever thread
@@ -38,6 +39,7 @@ class _Worker(QObject):
     finished = Signal(object)
     failed = Signal(str)
     cancelled = Signal()
+    event = Signal(object)
 
     def __init__(self, factory: Callable[[], jobs.Job], flag: threading.Event):
         super().__init__()
@@ -73,6 +75,8 @@ class _Worker(QObject):
             self.progress.emit(float(event.fraction), event.message)
         elif isinstance(event, jobs.Log):
             self.progress.emit(-1.0, event.message)  # a log line: message only, progress unchanged
+        else:
+            self.event.emit(event)  # a job's own event (a partial result to stream to the UI)
 
 
 _gc_state = {"pauses": 0, "was_enabled": False}
@@ -110,6 +114,7 @@ class JobHandle(QObject):
     failed = Signal(str)  # a user-facing one-line message
     cancelled = Signal()
     done = Signal()  # after any of the three above, once the thread has stopped
+    event = Signal(object)  # any other event the job yields, in order with progress, before finished
 
     def __init__(self, factory: Callable[[], jobs.Job], label: str = "", parent: QObject | None = None):
         super().__init__(parent)
@@ -122,6 +127,7 @@ class JobHandle(QObject):
         self._thread.started.connect(self._worker.run)
         # Signal-to-signal connections are queued across threads: they fire on this handle's thread.
         self._worker.progress.connect(self.progress)
+        self._worker.event.connect(self.event)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
         self._worker.cancelled.connect(self._on_cancelled)

@@ -1,0 +1,199 @@
+"""Classifying the Classify tab's images on the worker thread. Qt-free: a generator job in the core's style.
+
+The job gets the images still to do and one :class:`Slot` per model (the shown model, and the one it is
+compared with). Per image it decodes once, makes the thumbnail from that decode, runs every slot's model
+and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Progress``. Classifiers (one
+onnxruntime session each) are built at most once per model and preset: the panel keeps them in ``cache``
+across runs, so a re-run for more images or another k costs no session build.
+
+Results carry the ``key`` (model serial, preset) they were computed for. The panel keeps a result only
+while its key is current, so events from a run that was cancelled for a newer request are still good if
+they match, and harmless if they do not.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from mbexplorer.core import builder
+from mbexplorer.core.errors import MbxError
+from mbexplorer.core.inference import Classifier, Prediction, TopK
+from mbexplorer.core.jobs import Job, Progress
+from mbexplorer.core.labels import labels_for
+from mbexplorer.core.model import LoadedModel, load
+from mbexplorer.core.preprocess import for_model, load_image
+
+THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, the preview at this size)
+
+
+@dataclass(frozen=True)
+class Slot:
+    name: str  # "A": the model on screen; "B": the one it is compared with
+    key: tuple  # (model serial, preset): what a result of this slot is valid for
+    preset: str | None  # None: the preset the model's source implies
+    model: LoadedModel | None = None
+    load: Callable[[], LoadedModel] | None = None  # when the model is not loaded yet (a compare model)
+    title: str = ""
+
+
+@dataclass(frozen=True)
+class Task:
+    path: Path
+    thumb: bool  # the image has no thumbnail yet
+    slots: tuple[str, ...]  # the slots whose result is missing or stale
+
+
+@dataclass
+class SlotResult:
+    key: tuple
+    model_name: str
+    preprocess: str  # Preprocess.describe()
+    embedded: list[str] | None = None  # the model's own labels, for re-labelling with a user's file
+    prediction: Prediction | None = None  # scores kept for re-slicing at another k
+    error: str | None = None
+    top1: int | None = None  # the best output index (the strip's agreement marks compare it)
+
+
+@dataclass
+class ImageDone:
+    """Event: one image decoded (and classified by the slots asked)."""
+    path: Path
+    thumb: Image.Image | None = None
+    size: tuple[int, int] | None = None
+    decode_ms: float | None = None
+    error: str | None = None  # the image could not be read
+    results: dict[str, SlotResult] = field(default_factory=dict)
+
+
+@dataclass
+class ModelReady:
+    """Event: a slot's model was loaded (or built) by the job."""
+    slot: str
+    key: tuple
+    model: LoadedModel
+
+
+@dataclass
+class SlotFailed:
+    """Event: a slot's model could not be loaded or made into a classifier; its images are skipped."""
+    slot: str
+    key: tuple
+    message: str
+
+
+def _message(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, MbxError) else f"{type(exc).__name__}: {exc}"
+
+
+def classify_job(tasks: list[Task], slots: list[Slot], cache: dict) -> Job:
+    """Decode, thumbnail and classify ``tasks``; returns how many images were done."""
+    n = len(tasks)
+    by_name = {s.name: s for s in slots}
+    ready: dict[str, Classifier] = {}
+    failed: set[str] = set()
+    yield Progress(0.0, f"classifying {n} image{'s' * (n != 1)}")
+    for slot in slots:
+        if slot.model is None:  # load it first, so its errors show even before there are images
+            yield Progress(0.0, f"loading {slot.title or 'model'}")
+            try:
+                by_name[slot.name] = replace(slot, model=slot.load(), load=None)
+            except Exception as exc:
+                failed.add(slot.name)
+                yield SlotFailed(slot.name, slot.key, _message(exc))
+                continue
+            yield ModelReady(slot.name, slot.key, by_name[slot.name].model)
+    for i, task in enumerate(tasks):
+        wanted = [by_name[s] for s in task.slots if s in by_name and s not in failed]
+        for slot in wanted:
+            if slot.name in ready:
+                continue
+            clf = cache.get(slot.key)
+            if clf is None:
+                yield Progress(i / n, f"preparing {slot.title or 'model'}")
+                try:
+                    _check_image_input(slot.model)
+                    clf = cache[slot.key] = Classifier(slot.model, for_model(slot.model, slot.preset))
+                except Exception as exc:  # a model that cannot run here: say so, go on with the other slot
+                    failed.add(slot.name)
+                    yield SlotFailed(slot.name, slot.key, _message(exc))
+                    continue
+            ready[slot.name] = clf
+        wanted = [s for s in wanted if s.name in ready]
+        yield _one(task, wanted, ready)
+        yield Progress((i + 1) / n, f"classified {task.path.name} ({i + 1}/{n})")
+    return n
+
+
+def _check_image_input(model: LoadedModel) -> None:
+    # The Classifier takes any model; one whose input is not an image batch would fail on every image
+    # with onnxruntime's rank message. Say it once, in words.
+    spec = model.inputs[0]
+    if len(spec.shape) != 4:
+        dims = "×".join(str(d) for d in spec.shape)
+        raise MbxError(f"{model.name} cannot classify images: its input '{spec.name}' is {dims}, not an image "
+                       "batch (N×C×H×W or N×H×W×C).")
+
+
+def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier]) -> ImageDone:
+    done = ImageDone(task.path)
+    t0 = time.perf_counter()
+    try:
+        # thumbnails alone need no exact decode: let JPEGs decode at a reduced scale
+        image = load_image(task.path, draft_for=None if slots else (THUMB, THUMB))
+    except Exception as exc:  # ImageError, or a decoder's own complaint: an error entry, not a crash
+        done.error = _message(exc)
+        return done
+    done.decode_ms = (time.perf_counter() - t0) * 1e3
+    done.size = image.size if slots else None  # a draft decode is smaller than the image
+    if task.thumb:
+        thumb = image.copy()
+        thumb.thumbnail((THUMB, THUMB), Image.BILINEAR)
+        done.thumb = thumb
+    for slot in slots:
+        clf = ready[slot.name]
+        result = SlotResult(slot.key, clf.model.name, clf.preprocess.describe(), clf.model.labels)
+        try:
+            result.prediction = clf.classify(image, k=1)
+            result.top1 = int(np.argmax(result.prediction.scores))  # ties: the lowest index, as top_k orders
+        except Exception as exc:
+            result.error = _message(exc)
+        done.results[slot.name] = result
+    return done
+
+
+def top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[TopK]:
+    """The k best of stored scores with ``labels``: a change of k or of the label file re-slices what was
+    computed instead of running the model again. Equal scores (common in a quantized model's uint8 output)
+    are ordered by index, so the top-1 is the same at every k and matches ``SlotResult.top1``;
+    ``Classifier.topk`` (argpartition) may order them differently from one k to the next."""
+    k = max(1, min(k, scores.size))
+    idx = np.argsort(-scores, kind="stable")[:k]
+    labels = labels or []
+    return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]
+
+
+def labels_fit(num_classes: int, user: list[str] | None) -> bool:
+    """Whether a user's label list is used for a model with ``num_classes`` outputs (see ``labels_for``)."""
+    return bool(user) and len(user) in (num_classes, num_classes - 1)
+
+
+def result_topk(result: SlotResult, k: int, user: list[str] | None) -> list[TopK]:
+    scores = result.prediction.scores
+    return top_k(scores, k, labels_for(scores.size, result.embedded, user))
+
+
+def load_model(path: Path) -> Callable[[], LoadedModel]:
+    return lambda: load(path)
+
+
+def build_model(values: dict) -> Callable[[], LoadedModel]:
+    """A builder dialog's values (``analysis.build_job``'s keywords) as a loader."""
+    v = dict(values)
+    args = (v.pop("family"), v.pop("width", 1.0), v.pop("resolution", 224), v.pop("num_classes", 1000))
+    return lambda: builder.build(*args, **v)

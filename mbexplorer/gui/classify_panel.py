@@ -1,0 +1,458 @@
+"""The "Classify" tab: images in a thumbnail strip, the selected one's top-k per model, live settings.
+
+What is shown follows the settings live. Every result remembers the key (model serial, preset) it was
+computed for; a change of model or preset makes results stale and starts a run for what is stale or
+missing only, so adding images classifies just those, and a compare model runs alone beside the results
+already there. A change of k or of the label file re-slices the stored scores without running anything.
+One run at a time: a new request cancels the running one (its results that still match are kept).
+Stale results of the same model stay on screen, greyed, until the new ones arrive, so nothing jumps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QListWidgetItem, QPushButton,
+                               QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+
+from mbexplorer.core.errors import MbxError
+from mbexplorer.core.labels import read_label_file
+from mbexplorer.core.preprocess import IMAGE_SUFFIXES, PRESETS, for_model, image_files
+
+from .builder_dialog import FAMILY_TITLES, BuilderDialog
+from .classify_job import (ImageDone, ModelReady, Slot, SlotFailed, Task, build_model, classify_job, load_model,
+                           result_topk)
+from .classify_details import DetailsView, Entry, Labels, Shown
+from .job_status import JobStatus
+from .topk_view import AGREE, DIFFER, ThumbStrip, badge_icon, elide, menu_button, to_pixmap
+from .workers import JobHandle
+
+CHOICES = [p for p in PRESETS if p != "custom"]
+IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
+MODEL_FILTER = "Models (*.onnx *.tflite *.safetensors *.pth *.pt);;All files (*)"
+LABELS_TIP = "Class names: a label file, else the model's own, else ImageNet's"
+COMPARE_TIP = "Classify the same images with a second model, side by side"
+
+
+class ClassifyPanel(QWidget):
+    errorRaised = Signal(str, str)  # title, message: the window shows it as it shows load errors
+    statusMessage = Signal(str, int)
+    runFinished = Signal()  # a run classified everything it was asked to
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = None  # the LoadedModel on screen
+        self.compare = None  # {"serial", "title", "load", "model"} of the model compared with
+        self.serial = {"A": 0, "B": 0}  # bumped whenever a slot's model changes
+        self.failed: dict[tuple, str] = {}  # keys whose model could not be made into a classifier
+        self.entries: list[Entry] = []
+        self.by_path: dict[Path, Entry] = {}
+        self.user_labels: list[str] | None = None
+        self.labels_path: Path | None = None
+        self.cache: dict = {}  # key -> Classifier, shared with the running job
+        self.job: JobHandle | None = None
+        self._retired: set[JobHandle] = set()
+        self.model_pending = False  # a model is loading: hold runs until it is shown
+        self._held = False
+        self.runs = 0  # runs started (a change of k must not start one)
+        self.builder_dialog: BuilderDialog | None = None
+        self.job_status = JobStatus()  # the window puts it in its status bar
+        self.job_status.cancel_button.setToolTip("Stop classifying; the results so far stay")
+        self.job_status.cancelRequested.connect(self.cancel)
+        self._build()
+
+    # ui ------------------------------------------------------------------------------------------
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 8, 8, 8)
+        bar = QHBoxLayout()
+        self.add_button = QPushButton("Add images…")
+        self.add_button.clicked.connect(self.add_dialog)
+        self.folder_button = QPushButton("Add folder…")
+        self.folder_button.clicked.connect(self.add_folder_dialog)
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.clicked.connect(self.clear)
+        self.preset = QComboBox()
+        for name in (None, *CHOICES):
+            self.preset.addItem(name or "auto", name)
+        self.preset.setToolTip("Preprocessing: auto uses the one the model's source implies")
+        self.preset.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # "auto (torchvision / coral)" reads whole
+        self.preset.currentIndexChanged.connect(lambda _: self.run())
+        self.k = QSpinBox()
+        self.k.setRange(1, 20)
+        self.k.setValue(5)
+        self.k.valueChanged.connect(lambda _: self._refresh_details())
+        self.labels_button = menu_button("Labels", [("Load labels…", self.labels_dialog),
+                                                         ("Use the model's labels", lambda: self.set_labels(None))])
+        self.compare_button = menu_button("Compare with…", [("Model file…", self.compare_dialog),
+                                                               ("Model from builder…", self.compare_builder),
+                                                               ("Stop comparing", self.stop_compare)])
+        self.labels_button.setToolTip(LABELS_TIP)
+        self.compare_button.setToolTip(COMPARE_TIP)
+        self.act_stop_compare = self.compare_button.menu().actions()[-1]
+        self.act_stop_compare.setEnabled(False)
+        for w in (self.add_button, self.folder_button, self.clear_button, QLabel("Preset:"), self.preset,
+                  QLabel("Top-k:"), self.k, self.labels_button, self.compare_button):
+            bar.addWidget(w)
+        bar.insertSpacing(3, 12)
+        bar.addStretch(1)
+        lay.addLayout(bar)
+
+        self.strip = ThumbStrip()
+        self.strip.currentRowChanged.connect(lambda _: self._refresh_details())
+        lay.addWidget(self.strip)
+        self.agreement = QLabel()
+        self.agreement.setTextFormat(Qt.PlainText)
+        self.hint = QLabel()
+        self.hint.setTextFormat(Qt.PlainText)
+        self.hint.setStyleSheet("color: #6b7280;")
+        row = QHBoxLayout()
+        row.addWidget(self.hint, 1)
+        row.addWidget(self.agreement)
+        lay.addLayout(row)
+
+        self.details = DetailsView()
+        scroll = QScrollArea()
+        scroll.setWidget(self.details)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        lay.addWidget(scroll, 1)
+        self._refresh_all()
+
+    # inputs --------------------------------------------------------------------------------------
+    def set_model(self, model) -> None:
+        """The window shows another model: classify the images with it (the compare model stays)."""
+        self.model = model
+        self.serial["A"] += 1
+        self.model_pending = False
+        self._update_preset_text()
+        self.run()
+
+    def set_model_pending(self, pending: bool) -> None:
+        """A model is being opened (True), or its opening failed or was cancelled (False)."""
+        self.model_pending = pending
+        if not pending and self._held:
+            self.run()
+
+    def add_paths(self, paths) -> int:
+        """Add image files and folders (searched recursively); returns how many new images."""
+        added = 0
+        for p in image_files(paths):
+            p = Path(p).resolve()
+            if p not in self.by_path:
+                item = QListWidgetItem(p.name)
+                self.strip.addItem(item)
+                self.by_path[p] = Entry(p, item)
+                self.entries.append(self.by_path[p])
+                added += 1
+        if added and self.strip.currentRow() < 0:
+            self.strip.setCurrentRow(0)
+        self.run()
+        return added
+
+    def clear(self) -> None:
+        self._stop_job()
+        self.entries.clear()
+        self.by_path.clear()
+        self.strip.clear()
+        self._refresh_all()
+
+    def set_preset(self, name: str | None) -> None:
+        self.preset.setCurrentIndex(max(0, self.preset.findData(name)))
+
+    def set_labels(self, path) -> None:
+        """Label names from a file (None: the model's own); only re-labels, nothing runs again."""
+        if path is None:
+            self.user_labels, self.labels_path = None, None
+        else:
+            try:
+                self.user_labels, self.labels_path = read_label_file(path), Path(path)
+            except MbxError as exc:
+                self.errorRaised.emit("Cannot read labels", str(exc))
+                return
+        self.labels_button.setText(elide(f"Labels: {self.labels_path.name}") if self.labels_path else "Labels")
+        self.labels_button.setToolTip(str(self.labels_path) if self.labels_path else LABELS_TIP)
+        self._refresh_details()
+
+    def compare_with_path(self, path) -> None:
+        path = Path(path)
+        self._set_compare(path.name, load_model(path))
+
+    def compare_with_build(self, values: dict) -> None:
+        title = (f"{FAMILY_TITLES.get(values['family'], values['family'])} ×{values.get('width', 1.0):g} "
+                 f"{values.get('resolution', 224)} px (builder)")
+        self._set_compare(title, build_model(values))
+
+    def _set_compare(self, title: str, loader) -> None:
+        self.serial["B"] += 1
+        self._compare_with({"serial": self.serial["B"], "title": title, "load": loader, "model": None})
+        self.statusMessage.emit(f"Comparing with {title}.", 5000)
+
+    def stop_compare(self) -> None:
+        self._compare_with(None)
+
+    def _compare_with(self, compare: dict | None) -> None:
+        self.compare = compare
+        for e in self.entries:
+            e.results.pop("B", None)
+        self.act_stop_compare.setEnabled(compare is not None)
+        self.compare_button.setText(elide(f"Compare: {compare['title']}") if compare else "Compare with…")
+        self.compare_button.setToolTip(f"Comparing with {compare['title']}" if compare else COMPARE_TIP)
+        self._update_preset_text()
+        self.run()
+
+    # dialogs (interactive) -----------------------------------------------------------------------
+    def add_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Add images", "", IMAGE_FILTER)
+        if paths:
+            self.add_paths(paths)
+
+    def add_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Add a folder of images")
+        if path:
+            self.add_paths([path])
+
+    def labels_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load labels", "", "Label files (*.txt);;All files (*)")
+        if path:
+            self.set_labels(path)
+
+    def compare_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Compare with model", "", MODEL_FILTER)
+        if path:
+            self.compare_with_path(path)
+
+    def compare_builder(self) -> BuilderDialog:
+        dlg = BuilderDialog(self)
+        dlg.setWindowTitle("Compare with a model from the builder")
+        dlg.accepted.connect(lambda: self.compare_with_build(dlg.values()))
+        dlg.setWindowModality(Qt.WindowModal)
+        dlg.open()
+        self.builder_dialog = dlg
+        return dlg
+
+    # running -------------------------------------------------------------------------------------
+    def key(self, slot: str) -> tuple:
+        return (slot, self.serial[slot], self.preset.currentData())
+
+    def slots(self) -> list[Slot]:
+        preset = self.preset.currentData()
+        out = []
+        if self.model is not None:
+            out.append(Slot("A", self.key("A"), preset, self.model, title=self.model.name))
+        if self.compare is not None:
+            c = self.compare
+            out.append(Slot("B", self.key("B"), preset, c["model"], None if c["model"] else c["load"], c["title"]))
+        return [s for s in out if s.key not in self.failed]
+
+    def run(self) -> JobHandle | None:
+        """Start a run for whatever is missing or stale (cancelling the running one); None: nothing to do."""
+        if self.model_pending:
+            self._held = True  # the model being opened would make this run's results stale at once
+            self._refresh_all()
+            return None
+        self._held = False
+        slots = self.slots()
+        tasks = []
+        for e in self.entries:
+            if e.error:
+                continue
+            todo = tuple(s.name for s in slots if (r := e.results.get(s.name)) is None or r.key != s.key)
+            if e.thumb is None or todo:
+                tasks.append(Task(e.path, e.thumb is None, todo))
+        current = {s.key for s in slots}
+        for k in [k for k in self.cache if k not in current]:
+            del self.cache[k]  # sessions of settings no longer shown: their memory goes
+        self._stop_job()
+        if not tasks and all(s.model is not None for s in slots):
+            self._refresh_all()
+            return None
+        cache = self.cache
+        job = JobHandle(lambda: classify_job(tasks, slots, cache), "Classifying…", self)
+        job.done.connect(job.deleteLater)
+        job.progress.connect(lambda f, m, j=job: self._on_progress(j, f, m))
+        job.event.connect(self._on_event)
+        job.finished.connect(lambda _, j=job: self._on_end(j))
+        job.failed.connect(lambda msg, j=job: self._on_end(j, msg))
+        job.cancelled.connect(lambda j=job: self._on_end(j))
+        self.job = job
+        self.runs += 1
+        self.job_status.begin(f"Classifying {len(tasks)} image{'s' * (len(tasks) != 1)}…")
+        self._refresh_all()
+        return job.start()
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.is_running():
+            self.job.cancel()
+            self.job_status.cancelling()
+
+    def _stop_job(self) -> None:
+        if self.job is not None:
+            job, self.job = self.job, None
+            job.cancel()
+            self._retired.add(job)
+            job.done.connect(lambda j=job: self._retired.discard(j))
+        self.job_status.end()
+
+    def shutdown(self) -> None:
+        """The window closes: stop every run and wait for its thread (Qt objects die with the window)."""
+        for job in [self.job, *self._retired]:
+            if job is not None:
+                job.cancel()
+                if job.wait(10_000):
+                    job.release()
+
+    def _on_progress(self, job: JobHandle, fraction: float, message: str) -> None:
+        if job is self.job:
+            self.job_status.update_progress(fraction, message)
+
+    def _on_end(self, job: JobHandle, error: str | None = None) -> None:
+        if job is not self.job:
+            return
+        self.job = None
+        self.job_status.end()
+        self._refresh_all()
+        if error:
+            self.errorRaised.emit("Cannot classify", error)
+        elif job.state == "finished":
+            self.runFinished.emit()
+
+    def _on_event(self, ev) -> None:
+        # Events of a run cancelled for a newer one still arrive: keep what matches the current keys.
+        if isinstance(ev, ImageDone):
+            entry = self.by_path.get(ev.path)
+            if entry is None:
+                return  # cleared meanwhile
+            if ev.thumb is not None and entry.thumb is None:
+                entry.thumb = to_pixmap(ev.thumb)
+            entry.error = entry.error or ev.error
+            if ev.size is not None:
+                entry.size, entry.decode_ms = ev.size, ev.decode_ms
+            for name, result in ev.results.items():
+                if name in ("A", "B") and result.key == self.key(name):
+                    entry.results[name] = result
+            self._update_item(entry)
+            self._update_agreement()
+            if entry is self.current():
+                self._refresh_details()
+        elif isinstance(ev, ModelReady):
+            if self.compare is not None and ev.key[:2] == ("B", self.compare["serial"]):
+                self.compare["model"] = ev.model
+                self._update_preset_text()
+                self._refresh_details()
+        elif isinstance(ev, SlotFailed) and ev.key in (self.key("A"), self.key("B")):
+            self.failed[ev.key] = ev.message
+            if ev.slot == "B":
+                title = self.compare["title"] if self.compare else "the model"
+                self.stop_compare()
+                self.errorRaised.emit("Cannot compare", f"Cannot compare with {title}: {ev.message}")
+            else:
+                self.errorRaised.emit("Cannot classify", ev.message)
+                self._refresh_details()
+
+    # showing -------------------------------------------------------------------------------------
+    def current(self) -> Entry | None:
+        row = self.strip.currentRow()
+        return self.entries[row] if 0 <= row < len(self.entries) else None
+
+    def select(self, index: int) -> None:
+        self.strip.setCurrentRow(index)
+
+    def result(self, entry: Entry, slot: str):
+        """The result to show for a slot, and whether it is stale; (None, False) when there is none."""
+        r = entry.results.get(slot)
+        key = self.key(slot)
+        if r is None or r.key[:2] != key[:2]:
+            return None, False  # another model's result is never shown, not even greyed
+        return r, r.key != key
+
+    def top1(self, entry: Entry, slot: str) -> int | None:
+        r, stale = self.result(entry, slot)
+        return None if r is None or stale else r.top1
+
+    def agreement_of(self, entry: Entry) -> str | None:
+        if entry.error:
+            return "error"
+        if self.compare is None:
+            return None
+        a, b = self.top1(entry, "A"), self.top1(entry, "B")
+        if a is None or b is None:
+            return None
+        return "agree" if a == b else "differ"
+
+    def agreement_counts(self) -> tuple[int, int]:
+        marks = [self.agreement_of(e) for e in self.entries]
+        return marks.count("agree"), marks.count("agree") + marks.count("differ")
+
+    def _update_item(self, entry: Entry) -> None:
+        look = (entry.thumb is not None, self.agreement_of(entry))
+        if look != entry.look:  # repaint only what changed: a folder of thousands refreshes often
+            entry.look = look
+            entry.item.setIcon(badge_icon(entry.thumb, look[1]))
+        tip = [str(entry.path)]
+        if entry.error:
+            tip.append(entry.error)
+        for slot in ("A", "B"):
+            r, stale = self.result(entry, slot)
+            if r is not None and r.prediction is not None and not stale:
+                t = result_topk(r, 1, self.user_labels)[0]
+                tip.append(f"{r.model_name}: {t.label} ({t.score:.3f})")
+        entry.item.setToolTip("\n".join(tip))
+
+    def _update_agreement(self) -> None:
+        if self.compare is None or not self.entries:
+            self.agreement.setText("")
+            return
+        agree, n = self.agreement_counts()
+        pending = sum(1 for e in self.entries if not e.error) - n
+        text = f"{agree}/{n} agree on top-1" + (f"  ·  {pending} to go" if pending else "")
+        color = AGREE if agree == n else DIFFER
+        self.agreement.setText(text)
+        self.agreement.setStyleSheet(f"color: {color.name()}; font-weight: bold;")
+
+    def _update_preset_text(self) -> None:
+        names = [for_model(m).name for m in (self.model, self.compare and self.compare["model"]) if m is not None]
+        auto = " / ".join(dict.fromkeys(names)) if names else ""
+        self.preset.setItemText(0, f"auto ({auto})" if auto else "auto")
+
+    def _refresh_all(self) -> None:
+        for e in self.entries:
+            self._update_item(e)
+        self._update_agreement()
+        if not self.entries:
+            hint = "Drop images or a folder on the window, or use Add images…"
+        elif self.model is None and self.compare is None:
+            hint = "Open a model (File ▸ Open model…, or drop one) to classify these images."
+        else:
+            errors = sum(1 for e in self.entries if e.error)
+            hint = f"{len(self.entries)} image{'s' * (len(self.entries) != 1)}" + \
+                (f", {errors} unreadable" if errors else "") + ("  ·  classifying…" if self.job else "")
+        self.hint.setText(hint)
+        self._refresh_details()
+
+    def _refresh_details(self) -> None:
+        entry = self.current()
+        if entry is None:
+            self.details.show_nothing(self.compare is not None)
+            return
+        shown = {"A": self._shown(entry, "A")}
+        if self.compare is not None:
+            shown["B"] = self._shown(entry, "B")
+        self.details.show_entry(entry, shown, self.agreement_of(entry), self.k.value(),
+                                Labels(self.user_labels, self.labels_path.name if self.labels_path else ""))
+
+    def _shown(self, entry: Entry, slot: str) -> Shown:
+        if slot == "A" and self.model is None:
+            return Shown("No model", note="Open a model to classify the images.")
+        model = self.model if slot == "A" else self.compare["model"]
+        title = model.name if model is not None else self.compare["title"]
+        if self.key(slot) in self.failed:
+            return Shown(title, note=self.failed[self.key(slot)], error=True)
+        if entry.error:
+            return Shown(title, note="Not classified: the image could not be read.", error=True)
+        r, stale = self.result(entry, slot)
+        if r is None:
+            return Shown(title, note="Classifying…" if self.job else "Not classified yet.")
+        return Shown(title, r, stale)
+

@@ -1,0 +1,246 @@
+"""Widgets of the Classify tab: horizontal top-k bars, and the thumbnail strip with its agreement badges.
+
+Bars are drawn on an absolute 0..1 score scale over a light track, so a 0.03 score looks small next to a
+0.9 one in the other model's column too; the score is printed beside every bar. Agreement is one pair of
+colours everywhere (strip badges, the banner, the top-1 marker): green for the same top-1, amber for a
+different one; red is kept for images that could not be read.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QRect, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QIcon, QImage, QPainter, QPainterPath, QPen, QPixmap
+from PySide6.QtWidgets import (QAbstractItemView, QLabel, QListView, QListWidget, QMenu, QSizePolicy, QToolButton,
+                               QToolTip, QVBoxLayout, QWidget)
+
+AGREE = QColor("#16a34a")
+DIFFER = QColor("#d97706")
+ERROR = QColor("#dc2626")
+BAR = QColor("#3b82f6")
+BAR_STALE = QColor("#cbd5e1")  # results of the previous settings, shown until the new ones arrive
+TRACK = QColor("#eef2f7")
+MUTED = QColor("#6b7280")
+TEXT = QColor("#111827")
+BADGES = {"agree": (AGREE, "✓"), "differ": (DIFFER, "≠"), "error": (ERROR, "!")}
+
+ICON = 96  # strip icon size: the thumbnails are made larger (the preview) and scaled down here
+ROW_H = 24
+
+
+def menu_button(text: str, items: list) -> QToolButton:
+    button = QToolButton()
+    button.setText(text)
+    button.setPopupMode(QToolButton.InstantPopup)
+    menu = QMenu(button)
+    for label, slot in items:
+        menu.addAction(label, slot)
+    button.setMenu(menu)
+    return button
+
+
+def elide(text: str, n: int = 26) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def to_pixmap(image) -> QPixmap:
+    """An RGB PIL image (made on the worker) to a pixmap (only the UI thread may make one)."""
+    data = image.tobytes("raw", "RGB")
+    qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format_RGB888)
+    return QPixmap.fromImage(qimage.copy())  # copy: the QImage must not outlive ``data``
+
+
+def badge_icon(thumb: QPixmap | None, badge: str | None) -> QIcon:
+    """A strip icon: the thumbnail centred on a square, with a coloured badge in its top-right corner."""
+    canvas = QPixmap(ICON, ICON)
+    canvas.fill(Qt.transparent)
+    p = QPainter(canvas)
+    p.setRenderHint(QPainter.Antialiasing)
+    p.setRenderHint(QPainter.SmoothPixmapTransform)
+    if thumb is not None and not thumb.isNull():
+        scaled = thumb.scaled(ICON, ICON, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        p.drawPixmap((ICON - scaled.width()) // 2, (ICON - scaled.height()) // 2, scaled)
+    else:
+        p.setPen(QPen(QColor("#d1d5db"), 1, Qt.DashLine))
+        p.setBrush(QColor("#f3f4f6"))
+        p.drawRoundedRect(QRect(8, 8, ICON - 16, ICON - 16), 6, 6)
+    if badge in BADGES:
+        color, glyph = BADGES[badge]
+        r = QRect(ICON - 26, 2, 24, 24)
+        p.setPen(QPen(QColor("white"), 2))
+        p.setBrush(color)
+        p.drawEllipse(r)
+        f = QFont(p.font())
+        f.setBold(True)
+        f.setPixelSize(15)
+        p.setFont(f)
+        p.setPen(QColor("white"))
+        p.drawText(r, Qt.AlignCenter, glyph)
+    p.end()
+    icon = QIcon(canvas)
+    icon.addPixmap(canvas, QIcon.Selected)  # the selection tint would grey the badge's colour out
+    return icon
+
+
+class ThumbStrip(QListWidget):
+    """One scrolling row of thumbnails, file names under them."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setViewMode(QListView.IconMode)
+        self.setFlow(QListView.LeftToRight)
+        self.setWrapping(False)
+        self.setMovement(QListView.Static)
+        # icon mode turns on dropping onto the list; files dropped here belong to the window's drop handler
+        self.setDragDropMode(QAbstractItemView.NoDragDrop)
+        self.setAcceptDrops(False)
+        self.setResizeMode(QListView.Adjust)
+        self.setIconSize(QSize(ICON, ICON))
+        self.setGridSize(QSize(ICON + 28, ICON + 30))
+        self.setUniformItemSizes(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.ElideMiddle)
+        self.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollPerPixel)
+        self.setFixedHeight(ICON + 30 + 2 * self.frameWidth() + self.horizontalScrollBar().sizeHint().height() + 4)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+
+
+class TopKBars(QWidget):
+    """Rank, label, output index, a bar and the score, one row per class."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list = []  # TopK
+        self.stale = False
+        self.mark: QColor | None = None  # colour of the top-1 marker (compare mode)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setMouseTracking(True)
+
+    def set_rows(self, rows: list, stale: bool = False, mark: QColor | None = None) -> None:
+        self.rows, self.stale, self.mark = list(rows), stale, mark
+        self.setFixedHeight(max(1, len(self.rows)) * ROW_H + 4)
+        self.updateGeometry()
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(360, max(1, len(self.rows)) * ROW_H + 4)
+
+    def text(self) -> str:
+        """The rows as text (for copying and tests)."""
+        return "\n".join(f"{i + 1}. {t.label}  #{t.index}  {t.score:.3f}" for i, t in enumerate(self.rows))
+
+    def _columns(self) -> tuple[int, int, int, int, int]:
+        fm = QFontMetrics(self.font())
+        w = self.width()
+        rank = fm.horizontalAdvance("20.") + 8
+        index = fm.horizontalAdvance("#1000") + 10
+        score = fm.horizontalAdvance("0.000") + 12
+        label = max(90, min(280, int(0.42 * (w - rank - index - score))))  # wider only stretches the bars
+        bar = max(40, w - rank - label - index - score - 8)
+        return rank, label, index, bar, score
+
+    def paintEvent(self, event) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        rank_w, label_w, index_w, bar_w, score_w = self._columns()
+        for i, t in enumerate(self.rows):
+            y = 2 + i * ROW_H
+            x = 0
+            if i == 0 and self.mark is not None:
+                p.fillRect(QRect(0, y + 3, 4, ROW_H - 6), self.mark)
+            p.setPen(MUTED)
+            p.drawText(QRect(x, y, rank_w - 6, ROW_H), Qt.AlignRight | Qt.AlignVCenter, f"{i + 1}.")
+            x += rank_w
+            p.setPen(MUTED if self.stale else TEXT)
+            f = QFont(self.font())
+            f.setBold(i == 0)
+            p.setFont(f)
+            label = QFontMetrics(f).elidedText(t.label, Qt.ElideRight, label_w - 6)
+            p.drawText(QRect(x, y, label_w - 6, ROW_H), Qt.AlignLeft | Qt.AlignVCenter, label)
+            p.setFont(self.font())
+            x += label_w
+            p.setPen(MUTED)
+            p.drawText(QRect(x, y, index_w - 8, ROW_H), Qt.AlignRight | Qt.AlignVCenter, f"#{t.index}")
+            x += index_w
+            track = QRect(x, y + 5, bar_w, ROW_H - 10)
+            path = QPainterPath()
+            path.addRoundedRect(track, 3, 3)
+            p.fillPath(path, TRACK)
+            filled = QRect(track)
+            filled.setWidth(max(2, round(bar_w * max(0.0, min(1.0, t.score)))))
+            path = QPainterPath()
+            path.addRoundedRect(filled, 3, 3)
+            p.fillPath(path, BAR_STALE if self.stale else BAR)
+            x += bar_w + 8
+            p.setPen(MUTED if self.stale else TEXT)
+            p.drawText(QRect(x, y, score_w, ROW_H), Qt.AlignLeft | Qt.AlignVCenter, f"{t.score:.3f}")
+        p.end()
+
+    def event(self, e) -> bool:
+        # the full label (elided in the row), its index and score, for the row under the pointer
+        if e.type() == QEvent.ToolTip:
+            i = int((e.pos().y() - 2) // ROW_H)
+            if 0 <= i < len(self.rows):
+                t = self.rows[i]
+                QToolTip.showText(e.globalPos(), f"{t.label}\noutput index {t.index}\nscore {t.score:.5f}", self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(e)
+
+
+class SlotView(QWidget):
+    """One model's column: its name, what it is, the preprocessing, timings and the top-k bars."""
+
+    def __init__(self, role: str, parent=None):
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(3)
+        self.role = QLabel(role)
+        self.role.setStyleSheet("color: #6b7280; font-size: 11px; text-transform: uppercase;")
+        self.title = _plain(bold=True)
+        self.preprocess = _plain(wrap=True, style="color: #4b5563;")
+        self.preprocess.setToolTip("The preprocessing these scores were computed with")
+        self.timing = _plain(style="color: #4b5563;")
+        self.labels = _plain(wrap=True, style="color: #6b7280;")
+        self.note = _plain(wrap=True, style="color: #6b7280; font-style: italic;")
+        self.bars = TopKBars()
+        for w in (self.role, self.title, self.preprocess, self.timing, self.labels, self.bars, self.note):
+            lay.addWidget(w)
+        lay.addStretch(1)
+
+    def show_result(self, title: str, preprocess: str, timing: str, labels: str, rows: list,
+                    stale: bool = False, mark: QColor | None = None) -> None:
+        self.title.setText(title + ("  (updating…)" if stale else ""))
+        self.preprocess.setText(preprocess)
+        self.timing.setText(timing)
+        self.labels.setText(labels)
+        self.bars.set_rows(rows, stale, mark)
+        self.bars.setVisible(True)
+        self.note.setVisible(False)
+
+    def show_note(self, title: str, note: str, error: bool = False) -> None:
+        """No result to show: why (classifying, no model, an error)."""
+        self.title.setText(title)
+        for w in (self.preprocess, self.timing, self.labels):
+            w.setText("")
+        self.bars.set_rows([])
+        self.bars.setVisible(False)
+        self.note.setText(note)
+        self.note.setStyleSheet("color: #b91c1c;" if error else "color: #6b7280; font-style: italic;")
+        self.note.setVisible(True)
+
+
+def _plain(bold: bool = False, wrap: bool = False, style: str = "") -> QLabel:
+    lab = QLabel()
+    lab.setTextFormat(Qt.PlainText)  # model names, labels and messages come from files: never markup
+    lab.setWordWrap(wrap)
+    lab.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    if bold:
+        f = lab.font()
+        f.setBold(True)
+        lab.setFont(f)
+    if style:
+        lab.setStyleSheet(style)
+    return lab

@@ -1,0 +1,307 @@
+"""The Classify tab: drops, the worker, live settings (k re-slices, a preset re-runs), bad files, compare mode,
+real images, and the window's drop routing."""
+
+import os
+import re
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDropEvent  # noqa: E402
+from PySide6.QtWidgets import QWidget  # noqa: E402
+
+from mbexplorer.gui.dropping import route_drop  # noqa: E402
+from mbexplorer.gui.workers import gc_paused  # noqa: E402
+
+SMALL = ("mobilenet_v1", 0.25, 128)  # random weights: enough for the mechanics, and quick
+RUN_MS = 30_000
+
+
+def drop(window, *paths):
+    md = QMimeData()
+    md.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    ev = QDropEvent(QPointF(100, 100), Qt.CopyAction, md, Qt.LeftButton, Qt.NoModifier)
+    window.dropEvent(ev)
+    return ev
+
+
+def write_images(folder, n=6):
+    """Synthetic photos of a few sizes and formats (gradients plus noise, so models see different inputs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    paths = []
+    for i in range(n):
+        h, w = (240, 320) if i % 2 else (300, 200)
+        y, x = np.mgrid[0:h, 0:w]
+        base = np.stack([x * 255 / w, y * 255 / h, np.full((h, w), 40.0 * i)], -1)
+        arr = np.clip(base + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+        p = folder / f"img_{i}.{('jpg', 'png', 'bmp')[i % 3]}"
+        Image.fromarray(arr).save(p)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def small_window(window, analyses):
+    window.show_analysis(analyses(*SMALL), {"build": {"family": SMALL[0]}})
+    return window
+
+
+@pytest.fixture
+def classified(qtbot, small_window, tmp_path):
+    """A window whose Classify tab has classified a dropped folder of six images."""
+    folder = tmp_path / "photos"
+    write_images(folder)
+    panel = small_window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        drop(small_window, folder)
+    return small_window, panel
+
+
+def rows(panel, slot="A"):
+    return panel.details.views[slot].bars.rows
+
+
+def test_drop_folder_classifies_on_the_worker(qtbot, small_window, tmp_path):
+    folder = tmp_path / "photos"
+    write_images(folder)
+    panel = small_window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        drop(small_window, folder)
+        # the drop returns at once: results arrive later, from the worker thread
+        assert small_window.tabs.currentWidget() is panel
+        assert panel.strip.count() == 6 and panel.job is not None
+        assert not any(e.results for e in panel.entries)
+    assert panel.runs == 1 and panel.job is None and not panel.job_status.isVisible()
+    for i, entry in enumerate(panel.entries):
+        assert entry.thumb is not None and entry.error is None and entry.size in ((200, 300), (320, 240))
+        panel.select(i)
+        scores = [t.score for t in rows(panel)]
+        assert len(scores) == panel.k.value() == 5
+        assert scores == sorted(scores, reverse=True)
+        assert rows(panel)[0].index == entry.results["A"].top1
+    view = panel.details.views["A"]
+    assert view.title.text() == "mobilenet_v1_0.25_128"
+    assert view.preprocess.text().startswith("torchvision: shorter side to 146")
+    assert "latency" in view.timing.text() and "preprocess" in view.timing.text() and "decode" in view.timing.text()
+    assert not panel.details.views["B"].isVisible()  # no compare model: one column
+
+
+def test_k_reslices_without_running_again(qtbot, classified, tmp_path):
+    _, panel = classified
+    panel.select(2)
+    top5 = [(t.index, t.score) for t in rows(panel)]
+    runs, results = panel.runs, [e.results["A"] for e in panel.entries]
+    panel.k.setValue(12)
+    assert len(rows(panel)) == 12 and [(t.index, t.score) for t in rows(panel)[:5]] == top5
+    panel.k.setValue(1)
+    assert len(rows(panel)) == 1 and panel.details.views["A"].bars.height() < 40
+    assert panel.runs == runs and panel.job is None
+    assert [e.results["A"] for e in panel.entries] == results  # the same objects: nothing ran again
+    # a label file only re-labels: names from the file when it fits the 1000 outputs, a note when not
+    labels = tmp_path / "names.txt"
+    labels.write_text("\n".join(f"thing {i}" for i in range(1000)))
+    panel.set_labels(labels)
+    assert rows(panel)[0].label == f"thing {top5[0][0]}"
+    assert panel.details.views["A"].labels.text() == "labels: names.txt"
+    labels.write_text("cat\ndog\n")
+    panel.set_labels(labels)
+    assert rows(panel)[0].label != "cat" and "not used" in panel.details.views["A"].labels.text()
+    assert panel.runs == runs
+
+
+def test_preset_change_runs_again(qtbot, classified):
+    _, panel = classified
+    view = panel.details.views["A"]
+    assert view.preprocess.text().startswith("torchvision:")
+    before = panel.entries[0].results["A"].prediction.scores
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.set_preset("inception")
+        assert panel.result(panel.current(), "A")[1]  # until the new scores arrive, the old ones show greyed
+    assert panel.runs == 2
+    assert view.preprocess.text().startswith("inception: central crop 87.5%")
+    assert "updating" not in view.title.text()
+    assert all(panel.result(e, "A") == (e.results["A"], False) for e in panel.entries)
+    assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
+
+
+def test_non_image_drop_keeps_results(qtbot, classified, tmp_path):
+    window, panel = classified
+    results = [e.results["A"] for e in panel.entries]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a picture\n")
+    drop(window, notes)
+    assert window.last_error is not None and window.last_error.isVisible()
+    assert "notes.txt is neither an image nor a model" in window.last_error.text()
+    assert window.job is None and panel.job is None
+    assert [e.results["A"] for e in panel.entries] == results and panel.strip.count() == 6
+    assert window.analysis.model.name == "mobilenet_v1_0.25_128"
+
+
+def test_unreadable_images_get_error_entries(qtbot, small_window, tmp_path):
+    folder = tmp_path / "mixed"
+    good = write_images(folder, 3)
+    data = (folder / "img_0.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (folder / "fake.png").write_text("a text file with an image's name")
+    panel = small_window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.add_paths([folder])
+    bad = {e.path.name: e for e in panel.entries if e.error}
+    assert set(bad) == {"truncated.jpg", "fake.png"}
+    assert "fake.png is not an image" in bad["fake.png"].error
+    assert all(panel.agreement_of(e) == "error" for e in bad.values())
+    assert sum(1 for e in panel.entries if "A" in e.results) == len(good)
+    panel.select(panel.entries.index(bad["truncated.jpg"]))
+    assert "Cannot read this image" in panel.details.info.text()
+    assert "5 images, 2 unreadable" in panel.hint.text()
+    assert small_window.last_error is None  # a bad image is an entry in the strip, not a dialog
+
+
+def test_compare_two_models(qtbot, classified, model_file):
+    window, panel = classified
+    a_results = [e.results["A"] for e in panel.entries]
+    # the same build from the builder dialog: every top-1 agrees
+    dlg = panel.compare_builder()
+    dlg.set_values({"family": SMALL[0], "width": SMALL[1], "resolution": SMALL[2]})
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        dlg.accept()
+    assert panel.agreement.text() == "6/6 agree on top-1"
+    assert [e.results["A"] for e in panel.entries] == a_results  # only the compare model ran
+    assert panel.details.views["B"].isVisible() and panel.details.banner.isVisible()
+    assert panel.details.banner.text().startswith("✓  Same top-1")
+    # another architecture: the count says how many agree, the strip and banner mark each image
+    other = model_file("mobilenet_v3_small", 0.5, 96)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.compare_with_path(other)
+    assert panel.details.views["B"].title.text() == "mobilenet_v3_small_0.5_96"
+    assert panel.details.views["B"].preprocess.text().startswith("torchvision: shorter side to 110, centre crop 96x96")
+    agree = sum(e.results["A"].top1 == e.results["B"].top1 for e in panel.entries)
+    assert re.fullmatch(rf"{agree}/6 agree on top-1", panel.agreement.text())
+    marks = [panel.agreement_of(e) for e in panel.entries]
+    assert marks.count("agree") == agree and marks.count("differ") == 6 - agree
+    assert panel.details.banner.text()[0] == ("✓" if marks[panel.strip.currentRow()] == "agree" else "≠")
+    assert [e.results["A"] for e in panel.entries] == a_results
+    # k applies to both columns
+    panel.k.setValue(3)
+    assert len(rows(panel, "A")) == len(rows(panel, "B")) == 3
+    panel.stop_compare()
+    assert not panel.details.views["B"].isVisible() and panel.agreement.text() == ""
+
+
+def test_compare_model_that_cannot_load(qtbot, classified, tmp_path):
+    window, panel = classified
+    bad = tmp_path / "broken.onnx"
+    bad.write_text("not a model")
+    panel.compare_with_path(bad)
+    qtbot.waitUntil(lambda: window.last_error is not None and window.last_error.isVisible(), timeout=RUN_MS)
+    assert "broken.onnx" in window.last_error.text()
+    assert panel.compare is None and all("A" in e.results for e in panel.entries)
+
+
+def test_model_without_image_input_says_so_once(qtbot, window, tmp_path, open_and_wait):
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto.ir_version = 8
+    save(proto, str(tmp_path / "vector.onnx"))
+    open_and_wait(window, tmp_path / "vector.onnx")
+    panel = window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.add_paths(write_images(tmp_path / "pics", 2))
+    assert "vector cannot classify images: its input 'x' is 1×10" in window.last_error.text()
+    assert all(e.thumb is not None and not e.results for e in panel.entries)
+    assert "cannot classify images" in panel.details.views["A"].note.text()
+    assert panel.run() is None  # not tried again for every request
+
+
+def test_new_request_cancels_running_one(qtbot, small_window, tmp_path):
+    panel = small_window.classify
+    write_images(tmp_path / "many", 24)
+    panel.add_paths([tmp_path / "many"])
+    first = panel.job
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.set_preset("coral")
+    assert first.is_cancel_requested() and first.wait(10_000)
+    assert all(e.results["A"].key == panel.key("A") for e in panel.entries)
+    # Cancel in the status bar stops a run; what arrived stays, the rest runs on the next request
+    panel.set_preset("paddle")
+    assert panel.job_status.isVisible()
+    qtbot.mouseClick(panel.job_status.cancel_button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.job is None, timeout=10_000)
+    if panel.run() is not None:  # the images the cancelled run had not reached (if any: it may have finished)
+        qtbot.waitUntil(lambda: panel.job is None, timeout=RUN_MS)
+    assert all(e.results["A"].key == panel.key("A") for e in panel.entries)
+
+
+@pytest.mark.shared
+def test_real_images_and_model(qtbot, window, shared_dir, open_and_wait):
+    open_and_wait(window, shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite")
+    panel = window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        window.classify_images([shared_dir / "images"])
+    names = [e.path.name for e in panel.entries]
+    assert len(names) == 8 and "parrot.jpg" in names and "cat.bmp" in names
+    assert all(e.error is None and e.thumb is not None and e.size for e in panel.entries)
+    panel.select(names.index("parrot.jpg"))
+    assert rows(panel)[0].label == "macaw" and rows(panel)[0].index == 89
+    assert panel.details.views["A"].preprocess.text().startswith("coral:")
+    assert panel.preset.itemText(0) == "auto (coral)"
+
+
+def test_mixed_drop_opens_model_then_classifies(qtbot, window, tmp_path, model_file):
+    folder = tmp_path / "photos"
+    write_images(folder, 3)
+    model = model_file(*SMALL, name="small.onnx")
+    panel = window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        drop(window, model, folder)
+        assert panel.job is None  # held until the model is on screen, so the images run once
+    assert window.analysis.model.name == "small"
+    assert panel.runs == 1 and {e.results["A"].model_name for e in panel.entries} == {"small"}
+    # one image file alone goes to the Classify tab too
+    extra = write_images(tmp_path / "more", 4)[-1]
+    window.tabs.setCurrentIndex(0)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        drop(window, extra)
+    assert window.tabs.currentWidget() is panel and panel.strip.count() == 4 and panel.runs == 2
+    # drops anywhere reach the window's handler (icon-mode lists accept drops of their own by default)
+    assert [w for w in window.findChildren(QWidget) if w.acceptDrops()] == []
+    file_menu = window.menuBar().actions()[0].menu()
+    assert any(a.text() == "Open &images…" for a in file_menu.actions())
+
+
+def test_closing_mid_run_stops_it(qtbot, small_window, tmp_path):
+    panel = small_window.classify
+    write_images(tmp_path / "many", 24)
+    panel.add_paths([tmp_path / "many"])
+    job = panel.job
+    assert job is not None and gc_paused()
+    small_window.close()  # waits for the run to see its cancel flag
+    assert job.is_cancel_requested() and not job.is_running()
+    assert not gc_paused()
+
+
+def test_route_drop_rules(tmp_path, model_file):
+    imgs = write_images(tmp_path / "pics", 2)
+    model = model_file(*SMALL)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    renamed = tmp_path / "photo"  # a JPEG with no suffix: told by its bytes
+    renamed.write_bytes(imgs[0].read_bytes())
+    assert route_drop([imgs[0]]).images == [imgs[0]] and route_drop([imgs[0]]).model is None
+    assert route_drop([renamed]).images == [renamed]
+    assert route_drop([model]).model == model
+    plan = route_drop([model, tmp_path / "pics", notes])
+    assert plan.model == model and len(plan.images) == 2 and plan.skipped == [notes]
+    assert "neither an image nor a model" in route_drop([notes]).message
+    bad_model = tmp_path / "broken.onnx"
+    bad_model.write_text("x")
+    assert route_drop([bad_model]).model == bad_model  # the loader explains what is wrong with it
+    assert "No model file" in route_drop([notes, tmp_path / "settings"]).message
