@@ -3,8 +3,8 @@
 ``load(path)`` is the one entry point. It decides what a file is from its bytes (never its extension),
 parses ONNX, checks that onnxruntime could run it (opset, operators), resolves every tensor's shape at
 batch 1 for the cost analysis, and returns a :class:`LoadedModel`. Other formats go to their importer
-(``importers/``), which returns a LoadedModel of the ONNX it made: TFLite, PyTorch state dicts (.safetensors,
-.pth). Keras and TF.js are recognised and named in the error.
+(``importers/``), which returns a LoadedModel of the ONNX it made: TFLite, Keras (.h5, .keras), TF.js layers
+models (a folder with model.json, or the model.json itself) and PyTorch state dicts (.safetensors, .pth).
 """
 
 from __future__ import annotations
@@ -145,13 +145,6 @@ def _looks_like_text(head: bytes) -> bool:
     return printable / max(1, len(text)) > 0.95
 
 
-_LATER_FORMATS = {
-    "hdf5": "a Keras HDF5 file",
-    "zip": "a zip archive (a Keras .keras file?)",
-    "json": "a JSON file (a TF.js model.json?)",
-}
-
-
 def _refuse(path: Path, kind: str) -> ModelLoadError:
     if kind == "empty":
         return NotAModelError(f"{path.name} is empty (0 bytes): it is not a model. Export or download it again.")
@@ -161,10 +154,10 @@ def _refuse(path: Path, kind: str) -> ModelLoadError:
         )
     if kind == "text":
         return NotAModelError(f"{path.name} is a text file, not a model. Open an ONNX model (.onnx).")
-    if kind in _LATER_FORMATS:
+    if kind == "zip":
         return UnsupportedFormatError(
-            f"{path.name} is {_LATER_FORMATS[kind]}; this version opens ONNX models only. "
-            "Convert it to ONNX first (e.g. tf2onnx or torch.onnx.export), or build a model with 'New from builder'."
+            f"{path.name} is a zip archive but neither a Keras .keras file (config.json + model.weights.h5) nor a "
+            "PyTorch checkpoint (data.pkl). Open the model inside it, or export it to ONNX."
         )
     return NotAModelError(f"{path.name} is not a model this app knows (not ONNX). Open an ONNX model (.onnx).")
 
@@ -177,11 +170,11 @@ def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | No
     """Open a model file. ``input_shapes`` fixes inputs whose size is symbolic (beyond the batch)."""
     path = Path(path)
     if path.is_dir():
-        if (path / "model.json").exists():
-            raise UnsupportedFormatError(
-                f"{path.name} is a TF.js model folder; this version opens ONNX models only. Convert it to ONNX first."
-            )
-        raise NotAModelError(f"{path} is a folder, not a model file. Choose the .onnx file inside it.")
+        if (path / "model.json").is_file():
+            from .importers.keras import import_keras
+
+            return import_keras(path)
+        raise NotAModelError(f"{path} is a folder, not a model file. Choose the model file inside it.")
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist.")
     try:
@@ -193,10 +186,15 @@ def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | No
         from .importers.tflite import import_tflite
 
         return import_tflite(path, data)
-    if kind in ("safetensors", "pickle") or (kind == "zip" and _zip_kind(path) == "torch"):
+    zip_kind = _zip_kind(path) if kind == "zip" else None
+    if kind in ("safetensors", "pickle") or zip_kind == "torch":
         from .importers.torch_state import import_state_dict
 
         return import_state_dict(path)
+    if kind in ("hdf5", "json") or zip_kind == "keras":
+        from .importers.keras import import_keras
+
+        return import_keras(path)
     if kind != "onnx":
         raise _refuse(path, kind)
     proto = onnx.ModelProto()

@@ -16,6 +16,9 @@ MODEL_SUFFIXES = {".onnx"}
 # Formats the loader recognises by their bytes; it opens them or says exactly why it cannot.
 OTHER_MODEL_SUFFIXES = {".tflite", ".safetensors", ".pth", ".pt", ".h5", ".keras"}
 OTHER_MODEL_KINDS = {"tflite", "safetensors", "hdf5"}
+# The open dialogs' filter: every format the loader imports (a TF.js model is opened by its model.json).
+MODEL_FILTER = ("Models (*.onnx *.tflite *.h5 *.keras model.json *.safetensors *.pth *.pt);;ONNX (*.onnx);;"
+                "All files (*)")
 # Kinds the loader can say something specific about (a TF.js model.json, a zip that is not a .keras file).
 LOADER_KINDS = {"onnx", "tflite", "safetensors", "hdf5", "pickle", "zip", "json"}
 
@@ -35,8 +38,15 @@ def looks_like_model(path: Path) -> bool:
     return path.suffix.lower() in MODEL_SUFFIXES or _kind(path) == "onnx"
 
 
+def is_tfjs_folder(path: Path) -> bool:
+    """A TF.js layers model: a folder holding model.json (and its weight shards). The folder is the model."""
+    return path.is_dir() and (path / "model.json").is_file()
+
+
 def looks_like_other_model(path: Path) -> bool:
-    """Another model format (TFLite, safetensors, PyTorch, Keras): second choice after ONNX."""
+    """Another model format (TFLite, safetensors, PyTorch, Keras, a TF.js folder): second choice after ONNX."""
+    if is_tfjs_folder(path):
+        return True
     if not path.is_file():
         return False
     return path.suffix.lower() in OTHER_MODEL_SUFFIXES or _kind(path) in OTHER_MODEL_KINDS
@@ -52,7 +62,7 @@ def pick_model_file(paths: list[Path]) -> tuple[Path | None, str | None]:
     paths = [Path(p) for p in paths]
     if not paths:
         return None, "Nothing to open: drop a model file (.onnx)."
-    if len(paths) == 1 and paths[0].is_file():
+    if len(paths) == 1 and (paths[0].is_file() or is_tfjs_folder(paths[0])):
         return paths[0], None
     model = _first_model(_candidates(paths))
     if model is not None:
@@ -63,12 +73,15 @@ def pick_model_file(paths: list[Path]) -> tuple[Path | None, str | None]:
 
 
 def _candidates(paths: list[Path]) -> list[Path]:
-    """The files given, and the files directly inside the folders given (sorted by name)."""
+    """The files given, and the files directly inside the folders given (sorted by name); a TF.js folder is
+    itself a candidate, and so is one directly inside a folder given."""
     out: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        if is_tfjs_folder(p):
+            out.append(p)
+        elif p.is_dir():
             try:
-                out.extend(sorted(q for q in p.iterdir() if q.is_file()))
+                out.extend(sorted(q for q in p.iterdir() if q.is_file() or is_tfjs_folder(q)))
             except OSError:
                 continue
         else:
@@ -113,16 +126,19 @@ def route_drop(paths: list[Path]) -> DropPlan:
     plan = DropPlan()
     others: list[Path] = []
     for p in paths:
-        if p.is_dir():
+        if is_tfjs_folder(p):
+            others.append(p)  # a model, not a folder of images
+        elif p.is_dir():
             plan.images.extend(image_files([p]))
         elif looks_like_image(p):
             plan.images.append(p)
         elif p.exists():
             others.append(p)
-    folders = [p for p in paths if p.is_dir()]
+    folders = [p for p in paths if p.is_dir() and not is_tfjs_folder(p)]
     if len(paths) == 1 and others:
         p = others[0]
-        if p.suffix.lower() in MODEL_SUFFIXES | OTHER_MODEL_SUFFIXES or _kind(p) in LOADER_KINDS:
+        named = p.suffix.lower() in MODEL_SUFFIXES | OTHER_MODEL_SUFFIXES
+        if named or is_tfjs_folder(p) or _kind(p) in LOADER_KINDS:
             plan.model = p
         else:
             plan.message = (f"{p.name} is neither an image nor a model. Drop images (.jpg, .png, .bmp, …) or a "

@@ -22,7 +22,7 @@ from mbexplorer.core.overlays import OVERLAYS
 
 from .builder_dialog import BuilderDialog
 from .classify_panel import IMAGE_FILTER, ClassifyPanel
-from .dropping import route_drop
+from .dropping import MODEL_FILTER, route_drop
 from .formatting import si, thousands
 from .graph_panel import GraphPanel
 from .job_status import JobStatus
@@ -32,7 +32,6 @@ from .recent import RecentFiles, settings
 from .workers import JobHandle
 
 APP_TITLE = "mbexplorer"
-MODEL_FILTER = "ONNX models (*.onnx);;All files (*)"
 _SHAPE_HINT = re.compile(r"input '(?P<name>[^']+)'.*?--input-shape \S+?=(?P<example>[0-9,]+)", re.S)
 
 

@@ -327,6 +327,24 @@ def test_round_trips_h5_keras_weights_only(tmp_path, tfjs, tfjs_parts, tfjs_scor
         import_keras(tmp_path / "weights_only.h5", weights_only_arch="mobilenet_v2")
 
 
+@pytest.mark.shared
+def test_load_sends_keras_and_tfjs_files_to_this_importer(tmp_path, tfjs_dir, tfjs_parts, tfjs_scores, images):
+    """The app's one entry point, ``load``, sniffs each Keras / TF.js form from its bytes (names misleading
+    on purpose) and gives the same model as ``import_keras``."""
+    from mbexplorer.core.model import load
+
+    config, weights = tfjs_parts
+    h5 = write_h5(tmp_path / "full.h5", weights, config)
+    keras3 = write_keras(tmp_path / "model.keras", config, weights)
+    h5.rename(tmp_path / "full.bin")
+    keras3.rename(tmp_path / "model.zip")
+    for path, fmt in ((tmp_path / "full.bin", "keras"), (tmp_path / "model.zip", "keras"), (tfjs_dir, "tfjs"),
+                      (tfjs_dir / "model.json", "tfjs")):
+        m = load(path)
+        assert m.source_format == fmt, path
+        np.testing.assert_allclose(_run(m, images), tfjs_scores, atol=1e-5, rtol=0)
+
+
 def test_quantized_tfjs_weights(tmp_path, images):
     rng = np.random.default_rng(0)
     config = functional((16, 16, 3), [

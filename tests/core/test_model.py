@@ -55,7 +55,7 @@ def test_nhwc_layout_is_recognised():
     (b"", NotAModelError, r"empty \(0 bytes\)"),
     (b"name,score\ncat,1\n", NotAModelError, "text file"),
     (b"\x1c\x00\x00\x00TFL3" + bytes(64), TruncatedModelError, "TensorFlow Lite"),
-    (b"\x89HDF\r\n\x1a\n" + bytes(64), UnsupportedFormatError, "Keras HDF5"),
+    (b"\x89HDF\r\n\x1a\n" + bytes(64), TruncatedModelError, "starts like an HDF5 file"),
     (b"PK\x03\x04" + bytes(64), UnsupportedFormatError, "zip archive"),
     (bytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] * 20), NotAModelError, "not a model"),
 ])
@@ -81,8 +81,8 @@ def test_directory_and_missing_file(tmp_path):
         load(tmp_path)
     (tmp_path / "tfjs").mkdir()
     (tmp_path / "tfjs" / "model.json").write_text("{}")
-    with pytest.raises(UnsupportedFormatError, match="TF.js"):
-        load(tmp_path / "tfjs")
+    with pytest.raises(NotAModelError, match="not a TF.js model"):
+        load(tmp_path / "tfjs")  # a folder with a model.json goes to the TF.js importer
     with pytest.raises(Exception, match="does not exist"):
         load(tmp_path / "nope.onnx")
 
@@ -154,8 +154,9 @@ def test_external_data_inside_the_folder_only(tmp_path):
 def test_shared_tflite_goes_to_its_importer(shared_dir):
     m = load(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
     assert m.source_format == "tflite" and m.float_twin is not None
-    with pytest.raises(UnsupportedFormatError, match="TF.js"):
-        load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")
+    tfjs = load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")
+    assert tfjs.source_format == "tfjs" and tfjs.inputs[0].layout == "NHWC"
+    assert load(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224" / "model.json").sha256 == tfjs.sha256
 
 
 def test_state_dicts_go_to_their_importer(tmp_path, built):

@@ -178,7 +178,7 @@ def _tfjs_weights(manifest, json_path: Path) -> tuple[dict, int]:
 def _open_h5(source, label: str):
     try:
         import h5py
-    except ImportError as exc:  # pragma: no cover - h5py is a dependency
+    except ImportError as exc:  # pragma: no cover - h5py is a dependency; a broken install lands here
         raise UnsupportedFormatError(f"{label} is a Keras HDF5 file; reading it needs the h5py package.") from exc
     try:
         return h5py.File(source, "r")
