@@ -16,7 +16,7 @@ from PIL import Image
 
 from .labels import labels_for
 from .model import LoadedModel
-from .preprocess import Preprocess, draft_size, for_model, load_image
+from .preprocess import Preprocess, decode, for_model
 
 _PASS_THROUGH = {"Identity", "Reshape", "Squeeze", "Flatten", "DequantizeLinear", "QuantizeLinear", "Cast"}
 
@@ -89,14 +89,16 @@ class Classifier:
                 out = softmax(out)
         return out
 
-    def classify(self, image: Image.Image | str | Path, k: int = 5, fast: bool = False) -> Prediction:
-        """Classify one image. ``fast`` decodes JPEGs at a reduced scale (see ``load_image``)."""
+    def classify(self, image: Image.Image | str | Path, k: int = 5, fast: bool = False,
+                 full_size: tuple[int, int] | None = None) -> Prediction:
+        """Classify one image (a file, or a decoded RGB image with its ``full_size`` if it was decoded at a
+        reduced scale). ``fast`` lets a JPEG file decode at a reduced scale (see ``preprocess.decode``)."""
         t0 = time.perf_counter()
         name = str(image) if not isinstance(image, Image.Image) else getattr(image, "filename", "") or "image"
         if not isinstance(image, Image.Image):
-            image = load_image(image, draft_for=draft_size(self.preprocess) if fast else None)
+            image, full_size = decode(image, draft_for=self.preprocess if fast else None)
         t1 = time.perf_counter()
-        tensor = self.preprocess(image)
+        tensor = self.preprocess(image, full_size)
         t2 = time.perf_counter()
         scores = self.scores(tensor)
         t3 = time.perf_counter()

@@ -22,6 +22,7 @@ class Entry:
         self.path, self.item = path, item  # resolved Path, its QListWidgetItem
         self.thumb = None  # QPixmap, once the worker has made it
         self.size: tuple[int, int] | None = None
+        self.decoded: tuple[int, int] | None = None  # set when a JPEG was decoded at a reduced scale
         self.decode_ms: float | None = None
         self.error: str | None = None  # the image could not be read
         self.results: dict[str, SlotResult] = {}  # slot name -> latest result (possibly stale: see its key)
@@ -90,6 +91,8 @@ class DetailsView(QWidget):
         lines = [entry.path.name, str(entry.path.parent)]
         if entry.size:
             lines.append(f"{entry.size[0]} × {entry.size[1]} px")
+            if entry.decoded:
+                lines[-1] += f"  (JPEG decoded at 1/{round(entry.size[0] / entry.decoded[0])} scale)"
         if entry.error:
             lines.append(f"Cannot read this image: {entry.error}")
         self.info.setText("\n".join(lines))

@@ -6,8 +6,8 @@ and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Prog
 onnxruntime session each) are built at most once per model and preset: the panel keeps them in ``cache``
 across runs, so a re-run for more images or another k costs no session build.
 
-Results carry the ``key`` (model serial, preset) they were computed for. The panel keeps a result only
-while its key is current, so events from a run that was cancelled for a newer request are still good if
+Results carry the ``key`` (slot, model serial, preset, fast decode) they were computed for. The panel keeps a
+result only while its key is current, so events from a run that was cancelled for a newer request are still good if
 they match, and harmless if they do not.
 """
 
@@ -27,7 +27,7 @@ from mbexplorer.core.inference import Classifier, Prediction, TopK
 from mbexplorer.core.jobs import Job, Progress
 from mbexplorer.core.labels import labels_for
 from mbexplorer.core.model import LoadedModel, load
-from mbexplorer.core.preprocess import for_model, load_image
+from mbexplorer.core.preprocess import decode, draft_size, for_model
 
 THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, the preview at this size)
 
@@ -35,7 +35,7 @@ THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, th
 @dataclass(frozen=True)
 class Slot:
     name: str  # "A": the model on screen; "B": the one it is compared with
-    key: tuple  # (model serial, preset): what a result of this slot is valid for
+    key: tuple  # (slot, model serial, preset, fast decode): what a result of this slot is valid for
     preset: str | None  # None: the preset the model's source implies
     model: LoadedModel | None = None
     load: Callable[[], LoadedModel] | None = None  # when the model is not loaded yet (a compare model)
@@ -65,7 +65,8 @@ class ImageDone:
     """Event: one image decoded (and classified by the slots asked)."""
     path: Path
     thumb: Image.Image | None = None
-    size: tuple[int, int] | None = None
+    size: tuple[int, int] | None = None  # the image's full size
+    decoded: tuple[int, int] | None = None  # the size it was decoded at, when a JPEG decoded at a reduced scale
     decode_ms: float | None = None
     error: str | None = None  # the image could not be read
     results: dict[str, SlotResult] = field(default_factory=dict)
@@ -91,8 +92,9 @@ def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, MbxError) else f"{type(exc).__name__}: {exc}"
 
 
-def classify_job(tasks: list[Task], slots: list[Slot], cache: dict) -> Job:
-    """Decode, thumbnail and classify ``tasks``; returns how many images were done."""
+def classify_job(tasks: list[Task], slots: list[Slot], cache: dict, fast: bool = False) -> Job:
+    """Decode, thumbnail and classify ``tasks``; returns how many images were done. ``fast``: JPEGs decode
+    at the reduced scale the slots' presets allow (``preprocess.decode``)."""
     n = len(tasks)
     by_name = {s.name: s for s in slots}
     ready: dict[str, Classifier] = {}
@@ -125,7 +127,7 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: dict) -> Job:
                     continue
             ready[slot.name] = clf
         wanted = [s for s in wanted if s.name in ready]
-        yield _one(task, wanted, ready)
+        yield _one(task, wanted, ready, fast)
         yield Progress((i + 1) / n, f"classified {task.path.name} ({i + 1}/{n})")
     return n
 
@@ -140,17 +142,18 @@ def _check_image_input(model: LoadedModel) -> None:
                        "batch (N×C×H×W or N×H×W×C).")
 
 
-def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier]) -> ImageDone:
+def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool = False) -> ImageDone:
     done = ImageDone(task.path)
     t0 = time.perf_counter()
     try:
-        # thumbnails alone need no exact decode: let JPEGs decode at a reduced scale
-        image = load_image(task.path, draft_for=None if slots else (THUMB, THUMB))
+        image, full = decode(task.path, draft_for=_draft_for([ready[s.name].preprocess for s in slots], fast))
     except Exception as exc:  # ImageError, or a decoder's own complaint: an error entry, not a crash
         done.error = _message(exc)
         return done
     done.decode_ms = (time.perf_counter() - t0) * 1e3
-    done.size = image.size if slots else None  # a draft decode is smaller than the image
+    if slots:
+        done.size = full
+        done.decoded = image.size if image.size != full else None
     if task.thumb:
         thumb = image.copy()
         thumb.thumbnail((THUMB, THUMB), Image.BILINEAR)
@@ -159,12 +162,23 @@ def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier]) -> ImageDo
         clf = ready[slot.name]
         result = SlotResult(slot.key, clf.model.name, clf.preprocess.describe(), clf.model.labels)
         try:
-            result.prediction = clf.classify(image, k=1)
+            result.prediction = clf.classify(image, k=1, full_size=full)
             result.top1 = int(np.argmax(result.prediction.scores))  # ties: the lowest index, as top_k orders
         except Exception as exc:
             result.error = _message(exc)
         done.results[slot.name] = result
     return done
+
+
+def _draft_for(presets: list, fast: bool) -> tuple[int, int] | None:
+    """The size one decode must serve: thumbnails alone need little; every model's preset must allow a reduced
+    decode (antialiased presets, ``fast`` on), and the largest of their sizes wins."""
+    if not presets:
+        return THUMB, THUMB
+    if not fast or any(p.interpolation != "pil" for p in presets):
+        return None
+    sizes = [draft_size(p) for p in presets]
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
 
 
 def top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[TopK]:

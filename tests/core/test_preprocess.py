@@ -7,6 +7,7 @@ from PIL import Image
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.preprocess import (
     ImageError,
+    decode,
     image_files,
     load_image,
     preset,
@@ -141,10 +142,82 @@ def test_folders_expand_to_images(tmp_path):
     assert [p.name for p in image_files([tmp_path])] == ["b.png", "a.jpg"]
 
 
-def test_jpeg_draft_decodes_smaller(tmp_path):
+def photo(w=1920, h=1080, seed=0):
+    """A photo-like picture: smooth shapes plus fine texture, so resampling differences show."""
+    rng = np.random.default_rng(seed)
+    small = Image.fromarray((rng.random((h // 40, w // 40, 3)) * 255).astype(np.uint8)).resize((w, h), Image.BICUBIC)
+    grain = rng.normal(0, 12, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(small, np.float32) + grain, 0, 255).astype(np.uint8))
+
+
+def test_crop_box_resize_equals_resize_then_crop():
+    """The presets resize only the crop's box; the pixels are those of resizing the whole and cropping."""
+    img = photo()
+    out = preset("torchvision", 224, layout="NHWC", dtype="uint8")(img)[0].astype(int)
+    ref = np.asarray(img.resize((455, 256), Image.BILINEAR).crop((116, 16, 340, 240))).astype(int)
+    diff = np.abs(out - ref)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float rounding of sample positions only
+    out = preset("inception", 224, layout="NHWC", dtype="uint8")(img)[0]
+    ref = np.asarray(img.crop((120, 67, 1800, 1012)).resize((224, 224), Image.BILINEAR))
+    np.testing.assert_array_equal(out, ref)  # crop first, then resize: exactly TF-slim's order
+
+
+def test_tf_bilinear_window_is_a_slice_of_the_whole():
+    arr = np.asarray(photo(300, 200))
+    whole = tf_bilinear(arr.astype(np.float32), 150, 171)
+    part = tf_bilinear(arr, 150, 171, rows=(3, 131), cols=(20, 148))  # uint8 in, gathered before converting
+    np.testing.assert_array_equal(part, whole[3:131, 20:148])
+    p = preset("paddle", 128, layout="NHWC", dtype="uint8")
+    short = round(128 / p.crop_ratio)
+    ref = np.clip(np.round(tf_bilinear(arr.astype(np.float32), short, int(short * 300 / 200))), 0, 255)
+    left, top = int(round((int(short * 300 / 200) - 128) / 2)), int(round((short - 128) / 2))
+    np.testing.assert_array_equal(p(Image.fromarray(arr))[0], ref[top:top + 128, left:left + 128].astype(np.uint8))
+
+
+def test_crop_larger_than_the_picture_pads_with_black():
+    # a wide input from a square picture: the shorter side resized to 256 is narrower than the 320 crop
+    p = preset("torchvision", 224, 320, layout="NHWC", dtype="uint8")
+    out = p(Image.new("RGB", (500, 500), (200, 100, 50)))[0]
+    assert out.shape == (224, 320, 3)
+    assert (out[:, :20] == 0).all() and (out[:, 160] == (200, 100, 50)).all()
+
+
+def test_float_values_from_the_table_equal_the_formula():
+    img = photo(400, 300)
+    p = preset("torchvision", 224)
+    pixels = np.asarray(p.geometry(img), np.float32)
+    ref = (pixels / 255 - np.array(p.mean, np.float32)) / np.array(p.std, np.float32)
+    np.testing.assert_allclose(p(img)[0], ref.transpose(2, 0, 1), atol=2e-6)
+    # mean and std are in the tensor's channel order (BGR models give theirs in BGR)
+    bgr = preset("custom", 224, channel_order="BGR", layout="NHWC", mean=p.mean[::-1], std=p.std[::-1])(img)[0]
+    np.testing.assert_allclose(bgr[..., ::-1], p(img)[0].transpose(1, 2, 0), atol=2e-6)
+
+
+def test_jpeg_draft_decodes_smaller_and_keeps_the_crop_in_place(tmp_path):
     p = tmp_path / "big.jpg"
-    gradient(1920, 1080).save(p, quality=90)
-    full = load_image(p)
-    small = load_image(p, draft_for=(256, 256))
-    assert full.size == (1920, 1080)
-    assert small.size[1] >= 512 and small.size[0] < 1920
+    photo().save(p, quality=90)
+    full, size = decode(p)
+    assert full.size == size == (1920, 1080)
+    tv = preset("torchvision", 224)
+    small, size = decode(p, draft_for=tv)
+    assert size == (1920, 1080) and small.size == (960, 540)  # 1/2 scale: still >= 2 x 256
+    exact, fast = tv(full), tv(small, size)
+    assert np.abs(fast - exact).mean() < 0.05  # the same part of the picture, slightly softer
+    # without the full size the crop would be placed for a 960x540 picture: still in place (same aspect)
+    coral = preset("coral", 224)
+    img, size = decode(p, draft_for=coral)
+    assert img.size == (1920, 1080)  # TF-style resizing samples single pixels: always the whole image
+    with pytest.raises(ValueError, match="full-resolution"):
+        coral(small, (1920, 1080))
+    png = tmp_path / "big.png"
+    photo(600, 400).save(png)
+    assert decode(png, draft_for=tv)[0].size == (600, 400)  # only JPEGs have reduced decoding
+
+
+def test_exif_rotated_draft_reports_the_upright_size(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "rot.jpg"
+    photo(1920, 1080).save(p, exif=exif, quality=90)
+    img, size = decode(p, draft_for=preset("torchvision", 224))
+    assert size == (1080, 1920) and img.size == (540, 960)

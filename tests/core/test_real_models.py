@@ -41,16 +41,16 @@ def photos(shared_dir, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("name,preset", [
-    ("mobilenet_v1_0.25_224_1_default_1.tflite", "torchvision"),
-    ("mobilenet_v1_0.25_224_1_default_1.tflite", "coral"),
-    ("mobilenet_v2_1.0_224_quant.tflite", "coral"),
+@pytest.mark.parametrize("name,preset,bound", [
+    ("mobilenet_v1_0.25_224_1_default_1.tflite", "torchvision", 0.02),
+    ("mobilenet_v1_0.25_224_1_default_1.tflite", "inception", 0.02),
+    ("mobilenet_v2_1.0_224_quant.tflite", "torchvision", 0.08),
 ])
-def test_fast_jpeg_decode_changes_no_top1(shared_dir, photos, name, preset):
-    """The opt-in fast path (JPEG draft decoding at >= 2x the preset's size). Measured on these photos: top-1
-    never changes with these presets; scores move by up to 0.035 (V2 uint8, 9 output steps), above the 0.01
-    wanted, and with the inception preset one top-1 of eight changes, which is why the exact path is the
-    default."""
+def test_fast_jpeg_decode_changes_no_top1(shared_dir, photos, name, preset, bound):
+    """The fast path (JPEG draft decoding at >= 2x the preset's size, crop placed in full-resolution
+    coordinates) on 1080p photos. Measured: the float model's scores move by at most 0.0123 (torchvision) and
+    0.0140 (inception); the uint8 V2's by up to 0.0625, 16 output steps, which is also what +-1 level of noise
+    on a tenth of its input pixels does to it. Top-1 never changes."""
     model = load(shared_dir / "models" / name)
     clf = Classifier(model, for_model(model, preset))
     worst = 0.0
@@ -59,4 +59,16 @@ def test_fast_jpeg_decode_changes_no_top1(shared_dir, photos, name, preset):
         fast = clf.classify(photo, k=5, fast=True)
         assert fast.topk[0].index == exact.topk[0].index, photo.name
         worst = max(worst, float(abs(fast.scores - exact.scores).max()))
-    assert worst < 0.05
+    assert worst < bound
+
+
+def test_fast_decode_leaves_the_shared_images_exact(shared_dir):
+    """The shared images are at most 929 px: none is twice the 256 px the presets resize from, so the fast
+    path decodes them whole and every score is the exact path's."""
+    model = load(shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite")
+    for preset in ("torchvision", "inception"):
+        clf = Classifier(model, for_model(model, preset))
+        for image in sorted((shared_dir / "images").glob("*.*")):
+            if image.suffix in (".bmp", ".jpg"):
+                fast, exact = clf.classify(image, fast=True), clf.classify(image)
+                assert (fast.scores == exact.scores).all(), image.name

@@ -128,6 +128,36 @@ def test_preset_change_runs_again(qtbot, classified):
     assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
 
 
+def test_large_jpeg_decodes_fast_and_exact_on_request(qtbot, small_window, tmp_path):
+    """A 1080p JPEG decodes at 1/2 scale for the antialiased presets (the details say so); unticking fast
+    decoding re-runs at full size, and the scores are then the CLI's exact path."""
+    from mbexplorer.core.inference import Classifier
+    from mbexplorer.core.preprocess import for_model
+
+    rng = np.random.default_rng(3)
+    big = tmp_path / "big.jpg"
+    Image.fromarray((rng.random((27, 48, 3)) * 255).astype(np.uint8)).resize((1920, 1080), Image.BICUBIC).save(big)
+    panel = small_window.classify
+    assert panel.fast.isChecked()
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        drop(small_window, big)
+    entry = panel.entries[0]
+    assert entry.size == (1920, 1080) and entry.decoded == (960, 540)
+    assert "1920 × 1080 px  (JPEG decoded at 1/2 scale)" in panel.details.info.text()
+    fast_scores = entry.results["A"].prediction.scores
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.fast.setChecked(False)
+    assert panel.runs == 2 and entry.decoded is None
+    assert "decoded at" not in panel.details.info.text()
+    exact = Classifier(panel.model, for_model(panel.model)).classify(big).scores
+    np.testing.assert_array_equal(entry.results["A"].prediction.scores, exact)
+    assert not np.array_equal(fast_scores, exact)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.fast.setChecked(True)
+        panel.set_preset("coral")  # TF-style resizing: decoded whole even with fast decoding on
+    assert entry.decoded is None
+
+
 def test_non_image_drop_keeps_results(qtbot, classified, tmp_path):
     window, panel = classified
     results = [e.results["A"] for e in panel.entries]
@@ -305,3 +335,12 @@ def test_route_drop_rules(tmp_path, model_file):
     bad_model.write_text("x")
     assert route_drop([bad_model]).model == bad_model  # the loader explains what is wrong with it
     assert "No model file" in route_drop([notes, tmp_path / "settings"]).message
+    tfjs = tmp_path / "web_model"  # a TF.js folder is a model: opened, its weight shards are not images
+    tfjs.mkdir()
+    (tfjs / "model.json").write_text("{}")
+    (tfjs / "group1-shard1of1").write_bytes(bytes(16))
+    assert route_drop([tfjs]).model == tfjs and route_drop([tfjs]).images == []
+    plan = route_drop([tmp_path / "pics", tfjs])
+    assert plan.model == tfjs and len(plan.images) == 2
+    assert route_drop([tmp_path]).model.suffix == ".onnx"  # ONNX first, before a TF.js folder inside
+    assert route_drop([tmp_path / "pics", tmp_path / "web_model", notes]).model == tfjs
