@@ -105,15 +105,23 @@ def _save(model, out: Path, what: str) -> None:
 
 def cmd_predict(args) -> int:
     from .core.inference import Classifier
-    from .core.labels import read_label_file
+    from .core.labels import fits, read_label_file
     from .core.model import load
-    from .core.preprocess import for_model, image_files
+    from .core.preprocess import IMAGE_SUFFIXES, for_model, image_files
 
+    if args.top_k < 1:
+        raise MbxError(f"--top-k must be at least 1 (got {args.top_k}).")
+    images = image_files(args.images)
+    if not images:
+        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     model = load(args.model)
     labels = read_label_file(args.labels) if args.labels else None
     clf = Classifier(model, for_model(model, args.preset), labels)
+    if labels and clf.num_classes and not fits(clf.num_classes, labels):
+        print(f"warning: {Path(args.labels).name} has {len(labels)} names for {clf.num_classes} outputs, so it is "
+              "not used; give a file with one name per output.", file=sys.stderr)
     results, failed = [], 0
-    for path in image_files(args.images):
+    for path in images:
         try:
             results.append(clf.classify(path, args.top_k, fast=args.fast_decode).to_dict())
         except MbxError as exc:  # one bad file does not stop the others

@@ -38,17 +38,27 @@ def read_label_file(path: str | Path) -> list[str]:
     return [ln.strip() for ln in lines]
 
 
+def fits(num_classes: int, labels: list[str] | None) -> bool:
+    """Whether ``labels_for`` uses a label list for a model with ``num_classes`` outputs."""
+    return bool(labels) and len(labels) in (num_classes - 1, num_classes, num_classes + 1)
+
+
 def labels_for(num_classes: int, embedded: list[str] | None = None, user: list[str] | None = None) -> list[str]:
     """Labels for ``num_classes`` outputs, in order of preference: the user's, the model's own, ImageNet."""
+    return [label_at(i, num_classes, embedded, user) for i in range(num_classes)]
+
+
+def label_at(index: int, num_classes: int, embedded: list[str] | None = None, user: list[str] | None = None) -> str:
+    """The label of one output (``labels_for(...)[index]`` without building the list)."""
     for source in (user, embedded):
-        if source:
-            if len(source) == num_classes:
-                return list(source)
-            if len(source) == num_classes - 1:  # a 1000-line list for a 1001-output model
-                return ["background"] + list(source)
+        if fits(num_classes, source):
+            offset = len(source) - num_classes
+            # a 1000-line list for a 1001-output model gets "background" in front; a 1001-line list (background
+            # first) for a 1000-output model, or a file indexed from 1, loses its first line
+            return "background" if index + offset < 0 else source[index + offset]
     classes = imagenet_classes()
     if num_classes == 1000:
-        return list(classes)
+        return classes[index]
     if num_classes == 1001:
-        return ["background"] + list(classes)
-    return [f"class {i}" for i in range(num_classes)]
+        return classes[index - 1] if index else "background"
+    return f"class {index}"

@@ -63,6 +63,9 @@ class Preprocess:
             values = f"x * {self.scale:g}"
         elif self.scale == 1 / 127.5 and self.mean == (1.0, 1.0, 1.0):
             values = "x / 127.5 - 1"
+        elif self.std == (1.0, 1.0, 1.0) and len(set(self.mean)) == 1 and \
+                abs(self.mean[0] / self.scale - round(self.mean[0] / self.scale)) < 1e-3:
+            values = f"(x - {round(self.mean[0] / self.scale)}) * {self.scale:.6g}"  # a quantized input's real value
         else:
             values = f"x * {self.scale:.5g}, mean {tuple(round(m, 3) for m in self.mean)}, " \
                      f"std {tuple(round(s, 3) for s in self.std)}"
@@ -273,7 +276,13 @@ def for_model(model, name: str | None = None) -> Preprocess:
     h = h if isinstance(h, int) and h > 0 else 224
     w = w if isinstance(w, int) and w > 0 else h
     chosen = name or _SOURCE_PRESET.get(model.source_format, "torchvision")
-    return preset(chosen, h, w, layout=layout, dtype=spec.dtype)
+    p = preset(chosen, h, w, layout=layout, dtype=spec.dtype)
+    info = model.preprocessing or {}
+    if chosen == "coral" and p.dtype == "float32" and "input_scale" in info:
+        # the float twin of a quantized model: the real values its quantized twin sees from raw pixels
+        s, zp = float(info["input_scale"]), float(info["input_zero_point"])
+        p = replace(p, scale=s, mean=(zp * s,) * 3, std=(1.0, 1.0, 1.0))
+    return p
 
 
 # --------------------------------------------------------------------------------------------------
@@ -310,6 +319,9 @@ def decode(path: str | Path, draft_for: Preprocess | tuple[int, int] | None = No
         img = to_rgb(img)
         img.load()
         return img, full
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
+            from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         if path.is_dir():
             raise ImageError(f"{path.name} is a folder, not an image.") from exc

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from .classify_job import SlotResult, labels_fit, result_topk
+from mbexplorer.core.labels import fits
+
+from .classify_job import SlotResult, result_topk
 from .topk_view import AGREE, DIFFER, SlotView, badge_icon
 
 
@@ -123,9 +125,9 @@ class DetailsView(QWidget):
 def labels_text(r: SlotResult, labels: Labels) -> str:
     """Where the names come from, and why a user's file is not used when it does not fit."""
     n = r.prediction.scores.size
-    if labels.names and labels_fit(n, labels.names):
+    if labels.names and fits(n, labels.names):
         return f"labels: {labels.file}"
-    source = ("the model's own" if r.embedded and labels_fit(n, r.embedded) else
+    source = ("the model's own" if r.embedded and fits(n, r.embedded) else
               "ImageNet" if n in (1000, 1001) else "class numbers")
     if labels.names:
         return f"labels: {source} ({labels.file} has {len(labels.names)} names for {n} outputs: not used)"

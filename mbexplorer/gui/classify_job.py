@@ -192,11 +192,6 @@ def top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[TopK]:
     return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]
 
 
-def labels_fit(num_classes: int, user: list[str] | None) -> bool:
-    """Whether a user's label list is used for a model with ``num_classes`` outputs (see ``labels_for``)."""
-    return bool(user) and len(user) in (num_classes, num_classes - 1)
-
-
 def result_topk(result: SlotResult, k: int, user: list[str] | None) -> list[TopK]:
     scores = result.prediction.scores
     return top_k(scores, k, labels_for(scores.size, result.embedded, user))

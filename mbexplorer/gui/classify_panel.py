@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxL
                                QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
 
 from mbexplorer.core.errors import MbxError
-from mbexplorer.core.labels import read_label_file
+from mbexplorer.core.labels import label_at, read_label_file
 from mbexplorer.core.preprocess import IMAGE_SUFFIXES, PRESETS, for_model, image_files
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
@@ -376,9 +376,13 @@ class ClassifyPanel(QWidget):
             return None, False  # another model's result is never shown, not even greyed
         return r, r.key != key
 
-    def top1(self, entry: Entry, slot: str) -> int | None:
+    def top1(self, entry: Entry, slot: str) -> str | None:
+        """The top-1 class by name: a 1001-output model (background at 0) and a 1000-output one agree when
+        both say "macaw", although their indices are 89 and 88. Models without names compare "class i"."""
         r, stale = self.result(entry, slot)
-        return None if r is None or stale else r.top1
+        if r is None or stale or r.top1 is None:
+            return None
+        return label_at(r.top1, r.prediction.scores.size, r.embedded, self.user_labels)
 
     def agreement_of(self, entry: Entry) -> str | None:
         if entry.error:

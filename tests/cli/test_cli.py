@@ -130,3 +130,34 @@ def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path):
     assert d["results"][0]["topk"][0]["label"] == "macaw"
     r = mbx("convert", tmp_path / "q.onnx", "-o", tmp_path / "x.onnx", "--float-twin", tmp_path / "y.onnx")
     assert r.returncode == 1 and "no float twin" in r.stderr
+
+
+def test_predict_refuses_what_would_print_nothing(tmp_path, model_file):
+    model = model_file("mobilenet_v1", 0.25, 96)
+    (tmp_path / "empty").mkdir()
+    r = mbx("predict", model, tmp_path / "empty")
+    assert r.returncode == 1 and "no images found" in r.stderr and "Traceback" not in r.stderr
+    img = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (120, 100), (10, 200, 30)).save(img)
+    r = mbx("predict", model, img, "--top-k", "0")
+    assert r.returncode == 1 and "--top-k must be at least 1" in r.stderr
+    labels = tmp_path / "three.txt"
+    labels.write_text("a\nb\nc\n")
+    r = mbx("predict", model, img, "--labels", labels, "--json")
+    assert r.returncode == 0 and "three.txt has 3 names for 1000 outputs" in r.stderr
+    assert json.loads(r.stdout)["results"][0]["topk"][0]["label"] != "a"  # ImageNet's names, as warned
+
+
+def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file):
+    from PIL import Image
+
+    model = model_file("mobilenet_v1", 0.25, 96)
+    good, huge = tmp_path / "good.png", tmp_path / "huge.png"
+    Image.new("RGB", (64, 64), (1, 2, 3)).save(good)
+    Image.new("1", (20_000, 20_000)).save(huge)  # 400 MP: PIL refuses it as a decompression bomb
+    r = mbx("predict", model, huge, good, "--json")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    res = json.loads(r.stdout)["results"]
+    assert "too large to decode safely" in res[0]["error"] and res[1]["topk"]

@@ -8,7 +8,7 @@ from onnx import helper
 from PIL import Image
 
 from mbexplorer.core.inference import Classifier, ends_in_softmax, softmax
-from mbexplorer.core.labels import imagenet_classes, labels_for, read_label_file
+from mbexplorer.core.labels import fits, imagenet_classes, label_at, labels_for, read_label_file
 from mbexplorer.core.model import from_proto
 
 
@@ -20,6 +20,11 @@ def test_imagenet_labels_1000_and_1001():
     assert labels_for(3) == ["class 0", "class 1", "class 2"]
     assert labels_for(3, user=["a", "b", "c"]) == ["a", "b", "c"]
     assert labels_for(4, embedded=["a", "b", "c"]) == ["background", "a", "b", "c"]
+    # a 1001-line file (background first) for a 1000-output model, as DATA.md's labels for the TF.js model
+    assert labels_for(3, user=["background", "a", "b", "c"]) == ["a", "b", "c"]
+    assert not fits(3, ["a"]) and labels_for(3, user=["a"]) == labels_for(3)  # does not fit: not used
+    for n, user in ((1001, None), (1000, None), (4, ["a", "b", "c"]), (3, ["x", "a", "b", "c"]), (5, None)):
+        assert [label_at(i, n, user=user) for i in range(n)] == labels_for(n, user=user)
 
 
 def test_label_file_formats(tmp_path):
@@ -28,6 +33,8 @@ def test_label_file_formats(tmp_path):
     assert read_label_file(p) == ["cat", "dog", "bird"]
     p.write_text("0  background\n1  cat\n2: dog\n")
     assert read_label_file(p) == ["background", "cat", "dog"]
+    p.write_text("1 cat\n2 dog\n3 bird\n")  # indexed from 1: fits a 3-output model without a shift
+    assert labels_for(3, user=read_label_file(p)) == ["cat", "dog", "bird"]
     p.write_text("3 little pigs\nbig bad wolf\n")  # not every line indexed: taken literally
     assert read_label_file(p) == ["3 little pigs", "big bad wolf"]
 

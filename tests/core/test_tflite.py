@@ -203,6 +203,14 @@ def test_record_and_preprocessing(case):
     assert twin.inputs[0].shape == spec.shape
     assert twin.preprocessing["input_scale"] == pre["input_scale"] and "real = (q - zero_point) * scale" in \
         twin.preprocessing["note"]
+    # the twin's preprocessing gives the real values the QDQ model makes of the same raw pixels
+    from mbexplorer.core.preprocess import for_model
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    q = for_model(m)(img).astype(np.float32)
+    real = for_model(twin)(img)
+    np.testing.assert_allclose(real, (q - z) * np.float32(s), atol=1e-6)
+    assert f"(x - {z}) * " in for_model(twin).describe()
     if case.file == "v3-small_224_1.0_uint8.tflite":
         assert m.labels is None  # no labels file inside
     else:  # Coral / TF Lite support models carry their labels as TFLite metadata

@@ -285,6 +285,22 @@ def test_real_images_and_model(qtbot, window, shared_dir, open_and_wait):
     assert panel.preset.itemText(0) == "auto (coral)"
 
 
+@pytest.mark.shared
+def test_agreement_by_class_across_1001_and_1000_outputs(qtbot, window, shared_dir, open_and_wait):
+    """The float TFLite model (1001 outputs, background at 0) against the TF.js one (1000): macaw is index
+    89 in one and 88 in the other, and the two agree."""
+    open_and_wait(window, shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite")
+    panel = window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        window.classify_images([shared_dir / "images" / "parrot.jpg", shared_dir / "images" / "bird.bmp"])
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.compare_with_path(shared_dir / "models" / "tfjs_mobilenet_v1_0.25_224")
+    parrot = panel.entries[0]
+    assert (parrot.results["A"].top1, parrot.results["B"].top1) == (89, 88)
+    assert panel.top1(parrot, "A") == panel.top1(parrot, "B") == "macaw"
+    assert panel.agreement_counts() == (2, 2)
+
+
 def test_mixed_drop_opens_model_then_classifies(qtbot, window, tmp_path, model_file):
     folder = tmp_path / "photos"
     write_images(folder, 3)
