@@ -44,6 +44,16 @@ def _fonts():
     return base, title, small, mono
 
 
+@lru_cache(maxsize=1)
+def _narrow_title():
+    """The title font for names that do not fit: condensed and a little smaller, so "block 5: expand x6,
+    dw 5x5 s1, SE, h-swish, residual" reads whole instead of losing its last words."""
+    title = QFont(_fonts()[1])
+    title.setStretch(QFont.SemiCondensed)
+    title.setPointSizeF(max(7.0, title.pointSizeF() - 1.0))
+    return title
+
+
 class BlockItem(QGraphicsItem):
     """One block: a rounded box with name, kind and MACs, filled by the overlay; expandable to its ops."""
 
@@ -74,8 +84,9 @@ class BlockItem(QGraphicsItem):
     def _texts(self) -> None:
         _, title, small, _ = _fonts()
         b = self.block
-        fm = QFontMetricsF(title)
-        self._title = fm.elidedText(b.name, Qt.ElideRight, BOX_W - 24 - EXPANDER)
+        room = BOX_W - 24 - EXPANDER
+        self._title_font = title if QFontMetricsF(title).horizontalAdvance(b.name) <= room else _narrow_title()
+        self._title = QFontMetricsF(self._title_font).elidedText(b.name, Qt.ElideRight, room)
         info = b.info or {}
         chans = ""
         if info.get("channels_in") and info.get("channels_out"):
@@ -140,7 +151,7 @@ class BlockItem(QGraphicsItem):
             return
         base, title, small, _ = _fonts()
         painter.setPen(self.ink)
-        painter.setFont(title)
+        painter.setFont(self._title_font)
         painter.drawText(QRectF(12, 6, BOX_W - 24 - EXPANDER, 22), Qt.AlignLeft | Qt.AlignVCenter, self._title)
         painter.setFont(small)
         muted = QColor(self.ink)

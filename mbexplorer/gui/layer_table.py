@@ -20,8 +20,9 @@ from .layer_model import COL, COLUMNS, KEYS, LayerFilterProxy, LayerTableModel
 ALL_OPS = "All op types"
 ALL_BLOCKS = "All blocks"
 # Initial widths: sample text per column, measured with the table's font (ResizeToContents would measure
-# every row, which is slow for 10,000 of them). Long names and shapes elide; tooltips carry the full text.
-WIDTH_SAMPLES = ("features.10.conv.0.0xx", "BatchNormalizationx", "block 10", "1×144×56×56, w 24×144",
+# every row, which is slow for 10,000 of them). Long names and shapes elide in the middle, so both the
+# model's prefix and the distinguishing tail stay visible; tooltips carry the full text.
+WIDTH_SAMPLES = ("MobilenetV3/expanded_conv_1/dwise", "BatchNormalizationx", "block 10", "1×144×56×56, w 24×144",
                  "1×144×56×56x", "00,000,000", "000,000,000", "000,000,000", "Activation bytes",
                  "Weight bytes")
 
@@ -81,7 +82,7 @@ class LayerTablePanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.ElideRight)
+        self.table.setTextElideMode(Qt.ElideMiddle)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.setAcceptDrops(False)
