@@ -6,6 +6,7 @@ is taken as it is; one that outputs logits gets a softmax here.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,12 @@ class Classifier:
         n = next((o.shape[-1] for o in outs if o.name == self.output_name), None)
         self.num_classes = n if isinstance(n, int) else None
         self.labels = labels_for(self.num_classes, model.labels, labels) if self.num_classes else None
+
+    def with_preprocess(self, preprocess: Preprocess) -> "Classifier":
+        """The same model and session with other preprocessing: a change of preset builds no new session."""
+        other = copy.copy(self)
+        other.preprocess = preprocess
+        return other
 
     def scores(self, tensor: np.ndarray) -> np.ndarray:
         out = self.session.run([self.output_name], {self.input_name: tensor})[0]

@@ -3,8 +3,8 @@
 The job gets the images still to do and one :class:`Slot` per model (the shown model, and the one it is
 compared with). Per image it decodes once, makes the thumbnail from that decode, runs every slot's model
 and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Progress``. Classifiers (one
-onnxruntime session each) are built at most once per model and preset: the panel keeps them in ``cache``
-across runs, so a re-run for more images or another k costs no session build.
+onnxruntime session each) are built once per model: the panel keeps them in ``cache`` across runs, keyed by
+slot key, and another preset or decoding of the same model reuses its session.
 
 Results carry the ``key`` (slot, model serial, preset, fast decode) they were computed for. The panel keeps a
 result only while its key is current, so events from a run that was cancelled for a newer request are still good if
@@ -120,7 +120,10 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: dict, fast: bool =
                 yield Progress(i / n, f"preparing {slot.title or 'model'}")
                 try:
                     _check_image_input(slot.model)
-                    clf = cache[slot.key] = Classifier(slot.model, for_model(slot.model, slot.preset))
+                    pre = for_model(slot.model, slot.preset)
+                    # the same model under another preset or decoding shares its onnxruntime session
+                    same = next((c for k, c in cache.items() if k[:2] == slot.key[:2]), None)
+                    clf = cache[slot.key] = same.with_preprocess(pre) if same else Classifier(slot.model, pre)
                 except Exception as exc:  # a model that cannot run here: say so, go on with the other slot
                     failed.add(slot.name)
                     yield SlotFailed(slot.name, slot.key, _message(exc))

@@ -269,9 +269,9 @@ class ClassifyPanel(QWidget):
             todo = tuple(s.name for s in slots if (r := e.results.get(s.name)) is None or r.key != s.key)
             if e.thumb is None or todo:
                 tasks.append(Task(e.path, e.thumb is None, todo))
-        current = {s.key for s in slots}
-        for k in [k for k in self.cache if k not in current]:
-            del self.cache[k]  # sessions of settings no longer shown: their memory goes
+        current = {s.key[:2] for s in slots}
+        for k in [k for k in self.cache if k[:2] not in current]:
+            del self.cache[k]  # sessions of models no longer shown: their memory goes
         self._stop_job()
         if not tasks and all(s.model is not None for s in slots):
             self._refresh_all()

@@ -126,6 +126,8 @@ def test_preset_change_runs_again(qtbot, classified):
     assert "updating" not in view.title.text()
     assert all(panel.result(e, "A") == (e.results["A"], False) for e in panel.entries)
     assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
+    sessions = {id(c.session) for c in panel.cache.values()}
+    assert len(panel.cache) == 2 and len(sessions) == 1  # another preset, the same onnxruntime session
 
 
 def test_large_jpeg_decodes_fast_and_exact_on_request(qtbot, small_window, tmp_path):
