@@ -10,21 +10,31 @@ from pathlib import Path
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDialog, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QMenu, QTableView, QToolButton, QVBoxLayout, QWidget)
+                               QLabel, QLineEdit, QMenu, QStyledItemDelegate, QTableView, QToolButton, QVBoxLayout,
+                               QWidget)
 
 from mbexplorer.core.conventions import CONVENTIONS, DEFAULT_CONVENTION
 
 from .formatting import si, size_bytes, thousands
-from .layer_model import COL, COLUMNS, KEYS, LayerFilterProxy, LayerTableModel
+from .layer_model import COL, COLUMNS, KEYS, NUMERIC, LayerFilterProxy, LayerTableModel
+from .totals_row import TotalsRow
 
 ALL_OPS = "All op types"
 ALL_BLOCKS = "All blocks"
 # Initial widths: sample text per column, measured with the table's font (ResizeToContents would measure
-# every row, which is slow for 10,000 of them). Long names and shapes elide in the middle, so both the
-# model's prefix and the distinguishing tail stay visible; tooltips carry the full text.
-WIDTH_SAMPLES = ("MobilenetV3/expanded_conv_1/dwise", "BatchNormalizationx", "block 10", "1×144×56×56, w 24×144",
+# every row, which is slow for 10,000 of them). Long shapes elide at the end, long names in the middle (the
+# model's prefix and the distinguishing tail stay visible); tooltips carry the full text.
+WIDTH_SAMPLES = ("features.10.conv.0.0xxxx", "BatchNormalizationx", "block 10", "1×144×56×56, w 24×144",
                  "1×144×56×56x", "00,000,000", "000,000,000", "000,000,000", "Activation bytes",
                  "Weight bytes")
+
+
+class MiddleElide(QStyledItemDelegate):
+    """Names elide in the middle: "MobilenetV3/expand…/depthwise/Relu" tells rows apart."""
+
+    def initStyleOption(self, option, index) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.ElideMiddle
 
 
 class LayerTablePanel(QWidget):
@@ -82,7 +92,8 @@ class LayerTablePanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.ElideMiddle)
+        self.table.setTextElideMode(Qt.ElideRight)
+        self.table.setItemDelegateForColumn(COL["name"], MiddleElide(self.table))
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.table.setAcceptDrops(False)
@@ -103,6 +114,8 @@ class LayerTablePanel(QWidget):
         self.table.addAction(copy)
         self.table.setContextMenuPolicy(Qt.ActionsContextMenu)
         lay.addWidget(self.table, 1)
+        self.totals_row = TotalsRow(self.table)
+        lay.addWidget(self.totals_row)
 
         foot = QHBoxLayout()
         foot.setSpacing(8)
@@ -231,8 +244,10 @@ class LayerTablePanel(QWidget):
             self.totals_plain = "No model open."
             self.totals_label.setText("<span style='color:#6b7280'>No model open.</span>")
             self.not_counted_label.hide()
+            self.totals_row.set_values([""] * len(COLUMNS), NUMERIC)
             return
         t = self.totals()
+        self._fill_totals_row(t)
         total_rows = self.model.rowCount()
         scope = (f"<b>All {total_rows:,} layers</b>" if t["rows"] == total_rows
                  else f"<b>{t['rows']:,} of {total_rows:,} layers shown</b>")
@@ -252,6 +267,18 @@ class LayerTablePanel(QWidget):
         else:
             self.not_counted_label.setText("")
             self.not_counted_label.hide()
+
+    def _fill_totals_row(self, t: dict) -> None:
+        total_rows = self.model.rowCount()
+        texts = [""] * len(COLUMNS)
+        texts[COL["name"]] = (f"Total, {t['rows']:,} layers" if t["rows"] == total_rows
+                              else f"Total, {t['rows']:,} of {total_rows:,} shown")
+        for key in ("params", "macs", "activation_bytes", "weight_bytes"):
+            texts[COL[key]] = thousands(t[key])
+        texts[COL["flops"]] = thousands(t["flops"]) + ("+" if t["not_counted_rows"] else "")
+        tip = (f"Sums of the rows shown ({self.convention} convention)" +
+               (f"; FLOPs leave out {t['not_counted_rows']} not-counted rows" if t["not_counted_rows"] else ""))
+        self.totals_row.set_values(texts, NUMERIC, tip)
 
     # selection -----------------------------------------------------------------------------------
     def _on_selection(self, *_):

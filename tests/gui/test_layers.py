@@ -57,6 +57,12 @@ def test_filter_by_op_type_block_and_text(v2_window):
     t = lay.totals()
     assert t["rows"] == 52 and t["macs"] == 300_774_272 - 1_280_000  # every conv MAC; only the FC is left out
     assert "52 of 153 layers" in lay.totals_plain
+    row = lay.totals_row  # the totals row under the columns follows the filter
+    assert row.item(0, COL["name"]).text() == "Total, 52 of 153 shown"
+    assert row.item(0, COL["macs"]).text() == f"{300_774_272 - 1_280_000:,}"
+    assert row.item(0, COL["op_type"]).text() == ""
+    lay.table.setColumnWidth(COL["macs"], 171)
+    assert row.columnWidth(COL["macs"]) == 171  # widths follow the table's header
     lay.set_block_filter(3)
     assert lay.proxy.rowCount() == 3  # expand, depthwise and project convs of block 3
     lay.set_op_filter(None)
@@ -68,6 +74,7 @@ def test_filter_by_op_type_block_and_text(v2_window):
     lay.set_text_filter("")
     assert lay.proxy.rowCount() == total
     assert "All 153 layers" in lay.totals_plain
+    assert lay.totals_row.item(0, COL["params"]).text() == "3,470,760"
 
 
 def test_numeric_sort(v2_window):
