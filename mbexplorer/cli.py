@@ -7,7 +7,9 @@ Errors caused by input (``MbxError``) print one line and exit 1; nothing prints 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,9 +21,12 @@ from .core.errors import MbxError
 def _shape_arg(text: str) -> tuple[str, list[int]]:
     try:
         name, dims = text.split("=", 1)
-        return name, [int(d) for d in dims.replace("x", ",").split(",")]
+        shape = [int(d) for d in dims.replace("x", ",").split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not NAME=D0,D1,...; e.g. input=1,3,224,224") from None
+    if any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{text}': every size must be at least 1; e.g. {name}=1,3,224,224")
+    return name, shape
 
 
 def _si(n: float | None) -> str:
@@ -45,7 +50,10 @@ def cmd_summary(args) -> int:
     report = a.costs
     conv = args.convention
     if args.csv:
-        Path(args.csv).write_text(report.to_csv(conv), encoding="utf-8")
+        try:
+            Path(args.csv).write_text(report.to_csv(conv), encoding="utf-8")
+        except OSError as exc:  # a bad path is the user's to fix, like `build -o`
+            raise MbxError(f"cannot write {args.csv}: {exc.strerror or exc}") from exc
     if args.json:
         json.dump(report.to_dict(conv), sys.stdout, indent=1)
         print()
@@ -59,11 +67,13 @@ def cmd_summary(args) -> int:
         print(f"  output {s.describe()}", file=out)
     c = CONVENTIONS[conv]
     print(f"\nconvention: {conv} — {c.description}", file=out)
-    print(f"\n{'block':<52} {'nodes':>5} {'params':>12} {'MACs':>14} {'FLOPs':>14}", file=out)
-    for b in report.block_totals(conv):
-        print(f"{b['name'][:52]:<52} {b['nodes']:>5} {b['params']:>12,} {b['macs']:>14,} {b['flops']:>14,}", file=out)
+    blocks = report.block_totals(conv)
+    w = max([len("block")] + [len(b["name"]) for b in blocks])  # names whole: they are what users grep for
+    print(f"\n{'block':<{w}} {'nodes':>5} {'params':>12} {'MACs':>14} {'FLOPs':>14}", file=out)
+    for b in blocks:
+        print(f"{b['name']:<{w}} {b['nodes']:>5} {b['params']:>12,} {b['macs']:>14,} {b['flops']:>14,}", file=out)
     t = report.totals(conv)
-    print(f"{'total':<52} {len(report.nodes):>5} {t['params']:>12,} {t['macs']:>14,} {t['flops']:>14,}", file=out)
+    print(f"{'total':<{w}} {len(report.nodes):>5} {t['params']:>12,} {t['macs']:>14,} {t['flops']:>14,}", file=out)
     print(f"\nparams {_si(t['params'])}, MACs {_si(t['macs'])}, {c.flops_label}: {_si(t['flops'])}", file=out)
     print(f"activation memory {t['activation_bytes'] / 2**20:.2f} MiB, weights {t['weight_bytes'] / 2**20:.2f} MiB",
           file=out)
@@ -148,7 +158,8 @@ def cmd_convert(args) -> int:
 
     model = load(args.input)
     if args.float_twin and model.float_twin is None:
-        raise MbxError(f"{Path(args.input).name} is not quantized, so it has no float twin; drop --float-twin.")
+        raise MbxError(f"{Path(args.input).name} has no float twin: only quantized TFLite sources come with one; "
+                       "drop --float-twin.")
     written = [(model, Path(args.output))]
     if args.float_twin:
         written.append((model.float_twin, Path(args.float_twin)))
@@ -233,18 +244,50 @@ def main(argv: list[str] | None = None) -> int:
         argv.insert(argv.index(first) if first else len(argv), "gui")  # `mbexplorer [MODEL]` opens the app
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # so a write error on stdout surfaces here, not at exit
+        return rc
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly as other tools do. Point stdout at devnull so
+        # the flush at exit does not fail again (the Python docs' recipe); 141 = killed by SIGPIPE.
+        _drop_stdout()
+        return 141
     except MbxError as exc:
         print(f"mbexplorer: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # Errors on files the CLI opens carry the file's name (and core wraps its own); a nameless
+        # write failure is stdout's, e.g. `> /dev/full` or a full disk.
+        if exc.filename is None and exc.errno in _WRITE_ERRNOS:
+            _drop_stdout()
+            print(f"mbexplorer: error: cannot write the output: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        if args.debug:
+            raise
+        return _internal_error(exc)
     except Exception as exc:  # a bug: one line by default, the traceback with --debug
         if args.debug:
             raise
-        print(f"mbexplorer: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
-              file=sys.stderr)
-        return 3
+        return _internal_error(exc)
+
+
+def _internal_error(exc: BaseException) -> int:
+    print(f"mbexplorer: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+          file=sys.stderr)
+    return 3
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _drop_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (main() called in-process): nothing to redirect
+        pass
 
 
 if __name__ == "__main__":

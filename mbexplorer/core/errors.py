@@ -24,6 +24,10 @@ class TruncatedModelError(ModelLoadError):
     pass
 
 
+class InvalidGraphError(ModelLoadError):
+    """The graph refers to a tensor nothing provides (a deleted initializer or node)."""
+
+
 class UnsupportedFormatError(ModelLoadError):
     pass
 

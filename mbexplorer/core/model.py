@@ -25,6 +25,7 @@ from onnx import external_data_helper, shape_inference
 from .errors import (
     ExternalDataError,
     InputShapeError,
+    InvalidGraphError,
     ModelLoadError,
     NotAModelError,
     TruncatedModelError,
@@ -145,21 +146,26 @@ def _looks_like_text(head: bytes) -> bool:
     return printable / max(1, len(text)) > 0.95
 
 
+# What opens, for messages that tell the user what to choose instead.
+_OPENS = ("Open a model: ONNX (.onnx), TFLite (.tflite), Keras (.h5, .keras), a TF.js folder (model.json) "
+          "or a PyTorch state dict (.safetensors, .pth)")
+
+
 def _refuse(path: Path, kind: str) -> ModelLoadError:
     if kind == "empty":
         return NotAModelError(f"{path.name} is empty (0 bytes): it is not a model. Export or download it again.")
     if kind.startswith("image:"):
         return NotAModelError(
-            f"{path.name} is {kind[6:]}, not a model. Open an ONNX model (.onnx); images are for classifying."
+            f"{path.name} is {kind[6:]}, not a model. {_OPENS}; images are for classifying."
         )
     if kind == "text":
-        return NotAModelError(f"{path.name} is a text file, not a model. Open an ONNX model (.onnx).")
+        return NotAModelError(f"{path.name} is a text file, not a model. {_OPENS}.")
     if kind == "zip":
         return UnsupportedFormatError(
             f"{path.name} is a zip archive but neither a Keras .keras file (config.json + model.weights.h5) nor a "
             "PyTorch checkpoint (data.pkl). Open the model inside it, or export it to ONNX."
         )
-    return NotAModelError(f"{path.name} is not a model this app knows (not ONNX). Open an ONNX model (.onnx).")
+    return NotAModelError(f"{path.name} is not a model this app knows. {_OPENS}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -260,6 +266,7 @@ def from_proto(
     opset = _check_opset(proto, name)
     _check_operators(proto, name)
     _sort_nodes(proto)
+    _check_dangling(proto, name)
     _fix_input_shapes(proto, name, input_shapes or {})
     shapes, dtypes = _infer_shapes(proto, name)
     inits = {t.name for t in proto.graph.initializer}
@@ -295,6 +302,26 @@ def _sort_nodes(proto: onnx.ModelProto) -> None:
             c.CopyFrom(n)
         del proto.graph.node[:]
         proto.graph.node.extend(copies)
+
+
+def _check_dangling(proto: onnx.ModelProto, name: str) -> None:
+    """Every tensor a node reads must exist before it: onnxruntime refuses the graph otherwise, and the
+    analysis would count a graph with holes. Runs after the sort, so "before" means topologically."""
+    g = proto.graph
+    known = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    known |= {t.values.name for t in g.sparse_initializer}
+    fix = "the file is incomplete or was edited by hand; export it again."
+    for node in g.node:
+        for t in node.input:
+            if t and t not in known:  # "" marks an omitted optional input
+                raise InvalidGraphError(
+                    f"{name}: node '{node.name or node.op_type}' reads tensor '{t}', which is not a graph input, "
+                    f"an initializer or the output of an earlier node: {fix}"
+                )
+        known.update(node.output)
+    for vi in g.output:
+        if vi.name not in known:
+            raise InvalidGraphError(f"{name}: graph output '{vi.name}' is produced by no node: {fix}")
 
 
 _LABEL_KEYS = ("labels", "classes", "class_names", "names")
@@ -378,6 +405,10 @@ def _fix_input_shapes(proto: onnx.ModelProto, name: str, given: Mapping[str, Seq
     for vi in graph_inputs.values():
         if vi.name in given:
             shape = [int(d) for d in given[vi.name]]
+            if any(d < 1 for d in shape):
+                raise InputShapeError(
+                    f"the shape given for input '{vi.name}' of {name} is {shape}; every size must be at least 1."
+                )
             dims = vi.type.tensor_type.shape.dim
             if len(dims) and len(dims) != len(shape):
                 raise InputShapeError(
@@ -387,6 +418,14 @@ def _fix_input_shapes(proto: onnx.ModelProto, name: str, given: Mapping[str, Seq
             for d in shape:
                 vi.type.tensor_type.shape.dim.add().dim_value = d
             continue
+        t = vi.type.tensor_type
+        if vi.type.HasField("tensor_type") and not t.HasField("shape"):
+            # No shape at all is unknown rank, not a scalar: every op downstream would cost 0.
+            raise InputShapeError(
+                f"input '{vi.name}' of {name} has no shape at all (unknown rank). Give one: "
+                f"--input-shape {vi.name}=1,3,224,224 (your model's sizes) on the command line, "
+                "or Model > Set input shape in the app."
+            )
         dims = _dims(vi)
         fixed = [d for d in dims[1:] if not (isinstance(d, int) and d > 0)]
         if fixed:

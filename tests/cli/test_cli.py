@@ -161,3 +161,59 @@ def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file):
     assert r.returncode == 1 and "Traceback" not in r.stderr
     res = json.loads(r.stdout)["results"]
     assert "too large to decode safely" in res[0]["error"] and res[1]["topk"]
+
+
+def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file):
+    model = model_file("mobilenet_v1", 0.25, 96)
+    for target, why in ((tmp_path / "nope" / "x.csv", "No such file or directory"), (tmp_path, "Is a directory")):
+        r = mbx("summary", model, "--csv", target)
+        assert r.returncode == 1, r.stderr
+        assert r.stderr == f"mbexplorer: error: cannot write {target}: {why}\n"
+
+
+def test_reader_closing_the_pipe_is_quiet(model_file):
+    # `mbexplorer summary m.onnx | head -1`: the reader leaves after one line; no message, SIGPIPE's status.
+    model = model_file("mobilenet_v1", 0.25, 96)
+    p = subprocess.Popen([sys.executable, "-m", "mbexplorer.cli", "summary", str(model)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, bufsize=0)
+    assert p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=180) == 141 and err == ""
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_disk_on_stdout_is_one_line(model_file):
+    model = model_file("mobilenet_v1", 0.25, 96)
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "mbexplorer.cli", "summary", str(model), "--json"], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=180)
+    assert r.returncode == 1 and r.stderr == "mbexplorer: error: cannot write the output: No space left on device\n"
+
+
+def test_broken_graphs_and_bad_shapes_are_refused(tmp_path, built):
+    import onnx
+    from onnx import helper
+
+    m = onnx.ModelProto()
+    m.CopyFrom(built("mobilenet_v1", 0.25, 96).model)
+    del m.graph.initializer[::2]
+    onnx.save(m, str(tmp_path / "half.onnx"))
+    r = mbx("summary", tmp_path / "half.onnx")
+    assert r.returncode == 1 and "is not a graph input" in r.stderr and r.stderr.count("\n") == 1
+    node = helper.make_node("Relu", ["x"], ["y"])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, None)],
+                          [helper.make_tensor_value_info("y", 1, None)])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "norank.onnx"))
+    r = mbx("summary", tmp_path / "norank.onnx")
+    assert r.returncode == 1 and "unknown rank" in r.stderr and "--input-shape x=" in r.stderr
+    r = mbx("summary", tmp_path / "norank.onnx", "--input-shape", "x=0,-1,2,3")
+    assert r.returncode == 2 and "every size must be at least 1" in r.stderr
+
+
+def test_long_block_names_are_not_cut(model_file):
+    r = mbx("summary", model_file("mobilenet_v3_large", 0.25, 96))  # V3-Large has names over 52 characters
+    assert r.returncode == 0, r.stderr
+    assert "block 12: expand x5.25, dw 3x3 s1, SE, h-swish, residual " in r.stdout
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("block ", "stem", "head", "total"))]
+    assert len({len(line) for line in rows}) == 1  # one column width: the numbers still line up

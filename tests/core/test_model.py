@@ -11,6 +11,7 @@ from PIL import Image
 from mbexplorer.core.errors import (
     ExternalDataError,
     InputShapeError,
+    InvalidGraphError,
     NotAModelError,
     TruncatedModelError,
     UnknownOperatorError,
@@ -57,7 +58,7 @@ def test_nhwc_layout_is_recognised():
     (b"\x1c\x00\x00\x00TFL3" + bytes(64), TruncatedModelError, "TensorFlow Lite"),
     (b"\x89HDF\r\n\x1a\n" + bytes(64), TruncatedModelError, "starts like an HDF5 file"),
     (b"PK\x03\x04" + bytes(64), UnsupportedFormatError, "zip archive"),
-    (bytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] * 20), NotAModelError, "not a model"),
+    (bytes([0xde, 0xad, 0xbe, 0xef, 0x00, 0xff] * 20), NotAModelError, "not a model.*TFLite.*Keras.*PyTorch"),
 ])
 def test_bad_files_raise_typed_errors(tmp_path, content, error, words):
     p = tmp_path / "bad.onnx"
@@ -121,6 +122,54 @@ def test_input_size_not_fixed(tmp_path):
     assert m.inputs[0].shape == (1, 3, 32, 32) and m.shapes["y"] == (1, 3, 32, 32)
     with pytest.raises(InputShapeError, match="no input 'z'"):
         load(p, {"z": (1, 3, 32, 32)})
+    with pytest.raises(InputShapeError, match="at least 1"):
+        load(p, {"x": (1, 3, 0, -1)})
+
+
+def test_input_of_unknown_rank_needs_a_shape(tmp_path):
+    p = tmp_path / "norank.onnx"
+    m = _tiny()
+    for vi in (m.graph.input[0], m.graph.output[0]):
+        vi.type.tensor_type.ClearField("shape")  # no shape at all, not a scalar
+    onnx.save(m, str(p))
+    with pytest.raises(InputShapeError, match="unknown rank.*--input-shape x="):
+        load(p)
+    assert load(p, {"x": (1, 3, 4, 4)}).shapes["y"] == (1, 3, 4, 4)
+
+
+def test_deleted_initializers_are_refused(built):
+    from mbexplorer.core.model import from_proto
+
+    m = onnx.ModelProto()
+    m.CopyFrom(built("mobilenet_v1", 0.25, 96).model)
+    kept = list(m.graph.initializer)[::2]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(kept)
+    with pytest.raises(InvalidGraphError, match=r"node '.+' reads tensor '.+', which is not .*export it again") as info:
+        from_proto(m, name="half", source_format="onnx")
+    assert "\n" not in str(info.value)
+
+
+def test_graph_output_produced_by_nothing_is_refused(built):
+    from mbexplorer.core.model import from_proto
+
+    m = onnx.ModelProto()
+    m.CopyFrom(built("mobilenet_v1", 0.25, 96).model)
+    del m.graph.node[-2:]
+    with pytest.raises(InvalidGraphError, match="graph output 'logits' is produced by no node"):
+        from_proto(m, name="cut", source_format="onnx")
+
+
+def test_constants_and_omitted_optional_inputs_are_fine():
+    from mbexplorer.core.model import from_proto
+
+    # Clip with its optional min omitted ("") and max from a Constant node.
+    nodes = [helper.make_node("Constant", [], ["hi"], value=numpy_helper.from_array(np.array(6, np.float32))),
+             helper.make_node("Clip", ["x", "", "hi"], ["y"], name="clip")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [1, 3])],
+                          [helper.make_tensor_value_info("y", 1, [1, 3])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    assert from_proto(m, name="clip", source_format="onnx").shapes["y"] == (1, 3)
 
 
 def _with_external(tmp_path, location):
