@@ -126,7 +126,7 @@ def cmd_predict(args) -> int:
         raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     model = load(args.model)
     labels = read_label_file(args.labels) if args.labels else None
-    clf = Classifier(model, for_model(model, args.preset), labels)
+    clf = Classifier(model, for_model(model, args.preset, **_custom_preprocessing(args)), labels)
     if labels and clf.num_classes and not fits(clf.num_classes, labels):
         print(f"warning: {Path(args.labels).name} has {len(labels)} names for {clf.num_classes} outputs, so it is "
               "not used; give a file with one name per output.", file=sys.stderr)
@@ -151,6 +151,29 @@ def cmd_predict(args) -> int:
             for t in r["topk"]:
                 print(f"  {t['score']:7.3f}  {t['index']:>5}  {t['label']}")
     return 1 if failed else 0
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) == 1:
+        values = values * 3
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"'{text}' is not one or three numbers, e.g. 0.485,0.456,0.406")
+    return values
+
+
+_RESIZE = {"shorter": "shorter", "whole": "whole", "central": "central_fraction"}
+
+
+def _custom_preprocessing(args) -> dict:
+    """The preprocessing options given on the command line, as ``Preprocess`` fields."""
+    given = {"resize": _RESIZE.get(args.resize) if args.resize else None, "crop_ratio": args.crop,
+             "interpolation": args.interpolation, "scale": args.scale, "mean": args.mean, "std": args.std,
+             "channel_order": args.channel_order}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def cmd_convert(args) -> int:
@@ -207,7 +230,20 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("images", nargs="+", metavar="IMAGE")
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--preset", choices=["torchvision", "inception", "coral", "paddle"],
-                    help="preprocessing (default: the one the model's source implies)")
+                    help="preprocessing (default: the one the model's source implies); the options below "
+                         "change it into a custom one")
+    cu = pr.add_argument_group("custom preprocessing (each changes one step of the preset)")
+    cu.add_argument("--resize", choices=list(_RESIZE),
+                    help="shorter: shorter side then centre crop; whole: the whole image; central: central crop "
+                         "then resize")
+    cu.add_argument("--crop", type=float, metavar="FRACTION",
+                    help="shorter: crop / resized side (224/256); central: fraction kept (0.875)")
+    cu.add_argument("--interpolation", choices=["pil", "tf"],
+                    help="pil: PIL bilinear, antialiased; tf: TF / OpenCV bilinear, no antialiasing")
+    cu.add_argument("--scale", type=float, help="pixel values are multiplied by this first (1/255, 1/127.5)")
+    cu.add_argument("--mean", type=_triple, metavar="M[,M,M]", help="subtracted after scaling, per channel")
+    cu.add_argument("--std", type=_triple, metavar="S[,S,S]", help="divided by after subtracting, per channel")
+    cu.add_argument("--channel-order", choices=["RGB", "BGR"])
     pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
     pr.add_argument("--fast-decode", action="store_true",
                     help="decode large JPEGs at a reduced scale, as the app does (faster, scores move slightly)")

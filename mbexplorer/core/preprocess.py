@@ -253,19 +253,15 @@ def preset(name: str, height: int = 224, width: int | None = None, layout: str =
         p = Preprocess("custom", **base)
     else:
         raise MbxError(f"unknown preprocessing preset '{name}'; choose one of {', '.join(PRESETS)}.")
-    if custom:
-        unknown = set(custom) - set(Preprocess.__dataclass_fields__)
-        if unknown:
-            raise MbxError(f"unknown preprocessing option(s): {', '.join(sorted(unknown))}.")
-        p = replace(p, name="custom" if name != "custom" else p.name, **custom)
-    return p
+    return customise(p, **custom)
 
 
 _SOURCE_PRESET = {"tflite": "coral", "keras": "inception", "tfjs": "inception", "paddle": "paddle"}
 
 
-def for_model(model, name: str | None = None) -> Preprocess:
-    """The preset for a loaded model: ``name`` if given, else the one its source implies."""
+def for_model(model, name: str | None = None, **custom) -> Preprocess:
+    """The preset for a loaded model: ``name`` if given, else the one its source implies; ``custom`` options
+    (any ``Preprocess`` field) change it into a custom one."""
     spec = model.inputs[0]
     shape = spec.shape
     layout = spec.layout or "NCHW"
@@ -282,7 +278,17 @@ def for_model(model, name: str | None = None) -> Preprocess:
         # the float twin of a quantized model: the real values its quantized twin sees from raw pixels
         s, zp = float(info["input_scale"]), float(info["input_zero_point"])
         p = replace(p, scale=s, mean=(zp * s,) * 3, std=(1.0, 1.0, 1.0))
-    return p
+    return customise(p, **custom)
+
+
+def customise(p: Preprocess, **options) -> Preprocess:
+    """``p`` with some of its fields changed: a custom preset (no options: ``p`` itself)."""
+    if not options:
+        return p
+    unknown = set(options) - (set(Preprocess.__dataclass_fields__) - {"name"})
+    if unknown:
+        raise MbxError(f"unknown preprocessing option(s): {', '.join(sorted(unknown))}.")
+    return replace(p, name="custom", **options)
 
 
 # --------------------------------------------------------------------------------------------------

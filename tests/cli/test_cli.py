@@ -217,3 +217,31 @@ def test_long_block_names_are_not_cut(model_file):
     assert "block 12: expand x5.25, dw 3x3 s1, SE, h-swish, residual " in r.stdout
     rows = [line for line in r.stdout.splitlines() if line.startswith(("block ", "stem", "head", "total"))]
     assert len({len(line) for line in rows}) == 1  # one column width: the numbers still line up
+
+
+def test_predict_custom_preprocessing_reproduces_data_md(shared_dir):
+    """DATA.md's reference preprocessing (whole image, PIL bilinear, raw pixels) as a custom preset from the
+    command line gives its table's top-3 for the 0.25/128 Coral model on cat.bmp."""
+    model = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    r = mbx("predict", model, shared_dir / "images" / "cat.bmp", "--resize", "whole", "--interpolation", "pil",
+            "--top-k", "3", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["preset"] == "custom" and d["preprocessing"].startswith("custom: whole image to 128x128 (PIL bilinear)")
+    top = [(t["index"], round(t["score"], 3)) for t in d["results"][0]["topk"]]
+    assert top == [(286, 0.133), (283, 0.117), (282, 0.078)]
+
+
+def test_predict_custom_values_and_bad_options(tmp_path, model_file):
+    from PIL import Image
+
+    model = model_file("mobilenet_v1", 0.25, 96)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (120, 100), (10, 200, 30)).save(img)
+    r = mbx("predict", model, img, "--preset", "inception", "--mean", "0.5", "--std", "0.5,0.5,0.5",
+            "--scale", str(1 / 255), "--channel-order", "BGR", "--json")
+    assert r.returncode == 0, r.stderr
+    text = json.loads(r.stdout)["preprocessing"]
+    assert text.startswith("custom: central crop 87.5%") and "mean (0.5, 0.5, 0.5)" in text and "BGR" in text
+    r = mbx("predict", model, img, "--mean", "1,2")
+    assert r.returncode == 2 and "not one or three numbers" in r.stderr
