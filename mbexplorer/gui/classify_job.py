@@ -36,7 +36,7 @@ THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, th
 class Slot:
     name: str  # "A": the model on screen; "B": the one it is compared with
     key: tuple  # (slot, model serial, preset, fast decode): what a result of this slot is valid for
-    preset: str | None  # None: the preset the model's source implies
+    preset: str | tuple | None  # None: the model's own; a name; ("custom", ((field, value), ...))
     model: LoadedModel | None = None
     load: Callable[[], LoadedModel] | None = None  # when the model is not loaded yet (a compare model)
     title: str = ""
@@ -120,7 +120,7 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: dict, fast: bool =
                 yield Progress(i / n, f"preparing {slot.title or 'model'}")
                 try:
                     _check_image_input(slot.model)
-                    pre = for_model(slot.model, slot.preset)
+                    pre = preprocess_for(slot.model, slot.preset)
                     # the same model under another preset or decoding shares its onnxruntime session
                     same = next((c for k, c in cache.items() if k[:2] == slot.key[:2]), None)
                     clf = cache[slot.key] = same.with_preprocess(pre) if same else Classifier(slot.model, pre)
@@ -171,6 +171,14 @@ def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool
             result.error = _message(exc)
         done.results[slot.name] = result
     return done
+
+
+def preprocess_for(model: LoadedModel, choice: str | tuple | None):
+    """The preprocessing a preset choice means for ``model``: a custom choice carries every option the user
+    set, on top of the preset the model's source implies (its input size, layout and type stay)."""
+    if isinstance(choice, tuple):
+        return for_model(model, None, **dict(choice[1]))
+    return for_model(model, choice)
 
 
 def _draft_for(presets: list, fast: bool) -> tuple[int, int] | None:

@@ -18,14 +18,15 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxL
 
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.labels import label_at, read_label_file
-from mbexplorer.core.preprocess import IMAGE_SUFFIXES, PRESETS, for_model, image_files
+from mbexplorer.core.preprocess import IMAGE_SUFFIXES, PRESETS, Preprocess, for_model, image_files
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
 from .classify_job import (ImageDone, ModelReady, Slot, SlotFailed, Task, build_model, classify_job, load_model,
-                           result_topk)
+                           preprocess_for, result_topk)
 from .classify_details import DetailsView, Entry, Labels, Shown
 from .dropping import MODEL_FILTER
 from .job_status import JobStatus
+from .preprocess_dialog import PreprocessDialog
 from .topk_view import AGREE, DIFFER, ThumbStrip, badge_icon, elide, menu_button, to_pixmap
 from .workers import JobHandle
 
@@ -61,6 +62,9 @@ class ClassifyPanel(QWidget):
         self._held = False
         self.runs = 0  # runs started (a change of k must not start one)
         self.builder_dialog: BuilderDialog | None = None
+        self.custom_dialog: PreprocessDialog | None = None
+        self.custom_options: dict | None = None  # the custom preset's fields, once the user has set them
+        self._preset_index = 0  # the preset in force (the combo shows 'custom…' while its dialog is open)
         self.job_status = JobStatus()  # the window puts it in its status bar
         self.job_status.cancel_button.setToolTip("Stop classifying; the results so far stay")
         self.job_status.cancelRequested.connect(self.cancel)
@@ -80,9 +84,11 @@ class ClassifyPanel(QWidget):
         self.preset = QComboBox()
         for name in (None, *CHOICES):
             self.preset.addItem(name or "auto", name)
-        self.preset.setToolTip("Preprocessing: auto uses the one the model's source implies")
+        self.preset.addItem("custom…", "custom")
+        self.preset.setToolTip("Preprocessing: auto uses the one the model's source implies; custom… sets each step")
         self.preset.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # "auto (torchvision / coral)" reads whole
-        self.preset.currentIndexChanged.connect(lambda _: self.run())
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        self.preset.activated.connect(lambda i: self.preset.itemData(i) == "custom" and self.edit_custom())
         self.fast = QCheckBox("Fast JPEG decode")
         self.fast.setChecked(True)
         self.fast.setToolTip(FAST_TIP)
@@ -169,6 +175,44 @@ class ClassifyPanel(QWidget):
     def set_preset(self, name: str | None) -> None:
         self.preset.setCurrentIndex(max(0, self.preset.findData(name)))
 
+    def set_custom(self, options: dict) -> None:
+        """Custom preprocessing (``Preprocess`` fields) for both models; selects 'custom'."""
+        self.custom_options = dict(options)
+        self._preset_index = self.preset.findData("custom")
+        if self.preset.currentData() == "custom":
+            self.run()
+        else:
+            self.preset.setCurrentIndex(self._preset_index)  # runs through _on_preset
+
+    def edit_custom(self) -> PreprocessDialog:
+        """Open the custom preprocessing dialog, starting from what model A gets now."""
+        choice = self.preset_choice(self._preset_index)
+        start = preprocess_for(self.model, choice) if self.model else Preprocess("custom", 224, 224)
+        dlg = PreprocessDialog(start, self)
+        dlg.accepted.connect(lambda: self.set_custom(dlg.options()))
+        dlg.rejected.connect(self._restore_preset)
+        dlg.setWindowModality(Qt.WindowModal)
+        dlg.open()
+        self.custom_dialog = dlg
+        return dlg
+
+    def _on_preset(self, index: int) -> None:
+        if self.preset.itemData(index) == "custom" and self.custom_options is None:
+            return  # nothing to run until the dialog (opened by 'activated') is accepted
+        self._preset_index = index
+        self.run()
+
+    def _restore_preset(self) -> None:
+        if self.preset.currentIndex() != self._preset_index:
+            self.preset.setCurrentIndex(self._preset_index)
+
+    def preset_choice(self, index: int | None = None):
+        """The current preset as a hashable choice (see ``classify_job.preprocess_for``)."""
+        data = self.preset.itemData(self.preset.currentIndex() if index is None else index)
+        if data == "custom":
+            return ("custom", tuple(sorted((self.custom_options or {}).items())))
+        return data
+
     def set_labels(self, path) -> None:
         """Label names from a file (None: the model's own); only re-labels, nothing runs again."""
         if path is None:
@@ -242,10 +286,10 @@ class ClassifyPanel(QWidget):
 
     # running -------------------------------------------------------------------------------------
     def key(self, slot: str) -> tuple:
-        return (slot, self.serial[slot], self.preset.currentData(), self.fast.isChecked())
+        return (slot, self.serial[slot], self.preset_choice(self._preset_index), self.fast.isChecked())
 
     def slots(self) -> list[Slot]:
-        preset = self.preset.currentData()
+        preset = self.preset_choice(self._preset_index)
         out = []
         if self.model is not None:
             out.append(Slot("A", self.key("A"), preset, self.model, title=self.model.name))

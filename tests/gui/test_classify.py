@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
-from PySide6.QtWidgets import QWidget  # noqa: E402
+from PySide6.QtWidgets import QDialogButtonBox, QWidget  # noqa: E402
 
 from mbexplorer.gui.dropping import route_drop  # noqa: E402
 from mbexplorer.gui.workers import gc_paused  # noqa: E402
@@ -128,6 +128,36 @@ def test_preset_change_runs_again(qtbot, classified):
     assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
     sessions = {id(c.session) for c in panel.cache.values()}
     assert len(panel.cache) == 2 and len(sessions) == 1  # another preset, the same onnxruntime session
+
+
+def test_custom_preprocessing_dialog(qtbot, classified):
+    """custom… opens a dialog filled with what the model gets now; OK runs with every step as set, for both
+    models; Cancel on a first visit goes back to the preset in force and runs nothing."""
+    from mbexplorer.gui.preprocess_dialog import PreprocessDialog
+
+    _, panel = classified
+    custom = panel.preset.findData("custom")
+    panel.preset.setCurrentIndex(custom)
+    panel.preset.activated.emit(custom)  # what a click on the item does
+    dlg = panel.custom_dialog
+    assert isinstance(dlg, PreprocessDialog) and panel.runs == 1  # nothing runs while the dialog is open
+    assert dlg.resize_mode.currentData() == "shorter" and dlg.std.text() == "0.229, 0.224, 0.225"
+    dlg.reject()
+    assert panel.preset.currentData() is None and panel.runs == 1
+    dlg = panel.edit_custom()
+    dlg.mean.setText("0.5")
+    assert dlg.buttons.button(QDialogButtonBox.Ok).isEnabled()
+    dlg.std.setText("0.5, x")
+    assert not dlg.buttons.button(QDialogButtonBox.Ok).isEnabled() and "Std" in dlg.problem.text()
+    dlg.std.setText("0.5")
+    dlg.scale.setText("1/255")
+    dlg.channel_order.setCurrentText("BGR")
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        dlg.accept()
+    assert panel.preset.currentData() == "custom" and panel.runs == 2
+    text = panel.details.views["A"].preprocess.text()
+    assert text.startswith("custom: shorter side to 146") and "mean (0.5, 0.5, 0.5)" in text and "BGR" in text
+    assert all(e.results["A"].key == panel.key("A") for e in panel.entries)
 
 
 def test_large_jpeg_decodes_fast_and_exact_on_request(qtbot, small_window, tmp_path):
