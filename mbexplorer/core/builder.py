@@ -5,8 +5,12 @@ torchvision for V2 / V3 (``mobilenetv2.py``, ``mobilenetv3.py``), timm's ``mobil
 (the paper's layer table). Parameters are named as in those projects' state dicts (``features.3.conv.1.0.weight``,
 ``blocks.1.0.conv_dw.weight``) so that later importers map weights by name, not by position.
 
-Channel rounding: ``torchvision`` rounds ``c * width`` with make_divisible(8) (also timm and TF-slim);
-``paddle`` truncates, ``int(c * width)``, as PaddleClas does. The two agree at width 1.0.
+Channel rounding: ``torchvision`` rounds ``c * width`` with make_divisible(8) (also timm and TF-slim for V1/V2);
+``paddle`` truncates, ``int(c * width)``, as PaddleClas does. The two agree at width 1.0. ``tfslim`` differs
+from ``torchvision`` only for V3, where TF-slim's ``mobilenet_v3.py`` (the model behind the V3 paper's
+figures) sizes each expansion as make_divisible(scaled input channels x expansion factor), squeeze-excite as
+make_divisible(expansion / 4), and keeps the last 1280 / 1024 layer unscaled below width 1.0 (as Keras does),
+where torchvision scales the expansion and the last layer directly.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .errors import BuildError
 from .model import LoadedModel, from_proto
 
 FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
-ROUNDINGS = ("torchvision", "paddle")
+ROUNDINGS = ("torchvision", "paddle", "tfslim")
 WIDTH_RANGE = (0.25, 2.0)
 RESOLUTION_RANGE = (96, 320)
 OPSET = 17
@@ -67,7 +71,7 @@ class BuildSpec:
         if self.num_classes < 1:
             raise BuildError("the class count must be at least 1.")
         if self.rounding not in ROUNDINGS:
-            raise BuildError(f"unknown channel rounding '{self.rounding}'; choose {' or '.join(ROUNDINGS)}.")
+            raise BuildError(f"unknown channel rounding '{self.rounding}'; choose one of {', '.join(ROUNDINGS)}.")
 
 
 class _GraphWriter:
@@ -258,8 +262,11 @@ def _v3(g: _GraphWriter, x: str, large: bool) -> str:
     eps = 1e-3  # torchvision's MobileNetV3 uses BatchNorm2d(eps=0.001)
     first = c(setting[0][0])
     x = g.cna(x, "features.0", 3, first, 3, 2, act="hswish", eps=eps)
+    tfslim = s.rounding == "tfslim"
     for i, (cin, k, exp, cout, se, act, stride) in enumerate(setting, start=1):
-        cin, exp, cout = c(cin), c(exp), c(cout)
+        factor = exp / cin  # TF-slim's expansion factor (ef), e.g. 184 / 80
+        cin, cout = c(cin), c(cout)
+        exp = make_divisible(cin * factor) if tfslim else c(exp)
         p = f"features.{i}.block"
         y, j = x, 0
         if exp != cin:
@@ -268,7 +275,7 @@ def _v3(g: _GraphWriter, x: str, large: bool) -> str:
         y = g.cna(y, f"{p}.{j}", exp, exp, k, stride, groups=exp, act=act, eps=eps)
         j += 1
         if se:
-            sq = make_divisible(exp // 4, 8)
+            sq = make_divisible(exp / 4 if tfslim else exp // 4, 8)
             q = f"{p}.{j}"
             z = g.node("GlobalAveragePool", [y], f"{q}.avgpool")
             z = g.conv(z, f"{q}.fc1", exp, sq, 1, bias=True)
@@ -283,7 +290,8 @@ def _v3(g: _GraphWriter, x: str, large: bool) -> str:
         x = y
     cin = c(setting[-1][3])
     last_conv = 6 * cin
-    last = c(1280 if large else 1024)
+    head = 1280 if large else 1024
+    last = make_divisible(head * max(1.0, s.width)) if tfslim else c(head)
     x = g.cna(x, f"features.{len(setting) + 1}", cin, last_conv, 1, act="hswish", eps=eps)
     x = g.pool_flatten(x, "avgpool")
     x = g.linear(x, "classifier.0", last_conv, last)

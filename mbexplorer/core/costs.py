@@ -20,7 +20,7 @@ import numpy as np
 import onnx
 
 from .blocks import BlockGraph, group_blocks
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION, FLOP_GROUPS, PARAM_GROUPS, Convention
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION, FLOP_GROUPS, PARAM_GROUP_OF, PARAM_GROUPS, Convention
 from .graph import GraphIndex
 from .model import LoadedModel
 
@@ -46,7 +46,7 @@ class NodeCost:
     output_shapes: list[list[int] | None]
     macs: int | None
     terms: dict[str, int] = field(default_factory=dict)  # FLOP terms, see conventions.FLOP_TERMS
-    param_terms: dict[str, int] = field(default_factory=dict)  # weight, bias, bn_affine, bn_stats, other
+    param_terms: dict[str, int] = field(default_factory=dict)  # see conventions.PARAM_TERMS
     activation_bytes: int = 0
     weight_bytes: int = 0
     known: bool = True  # False: no cost rule for this op at all
@@ -87,7 +87,10 @@ class CostReport:
         flops = sum(f for n in nodes if (f := self.flops(n, convention)) is not None)
         act = sum(n.activation_bytes for n in nodes)
         wb = sum(n.weight_bytes for n in nodes)
-        return {"params": params, "macs": macs, "flops": flops, "activation_bytes": act, "weight_bytes": wb}
+        # the sums leave out ops the convention does not count; say which, so a total is never read as complete
+        return {"params": params, "macs": macs, "flops": flops, "activation_bytes": act, "weight_bytes": wb,
+                "not_counted": self._not_counted(nodes, convention),
+                "macs_complete": all(n.macs is not None for n in nodes)}
 
     def totals(self, convention: str = DEFAULT_CONVENTION) -> dict:
         return self._sum(self.nodes, convention)
@@ -102,8 +105,11 @@ class CostReport:
 
     def not_counted(self, convention: str = DEFAULT_CONVENTION) -> list[str]:
         """Op types present whose cost this convention's counter does not count (or nothing counts)."""
+        return self._not_counted(self.nodes, convention)
+
+    def _not_counted(self, nodes, convention) -> list[str]:
         ops = []
-        for n in self.nodes:
+        for n in nodes:
             if self.flops(n, convention) is None and n.op_type not in ops:
                 ops.append(n.op_type)
         return ops
@@ -121,7 +127,7 @@ class CostReport:
         for n in self.nodes:
             for term, value in n.param_terms.items():
                 if term in conv.param_terms:
-                    params[term] += value
+                    params[PARAM_GROUP_OF[term]] += value
         return {"flops": {k: int(round(v)) for k, v in flops.items()}, "params": params,
                 "not_counted": self.not_counted(convention)}
 
@@ -159,7 +165,8 @@ class CostReport:
             "totals": {"params": t["params"], "macs": t["macs"], "flops": t["flops"],
                        "activation_bytes": t["activation_bytes"], "weight_bytes": t["weight_bytes"]},
             "blocks": [{"name": b["name"], "kind": b["kind"], "nodes": b["nodes"], "params": b["params"],
-                        "macs": b["macs"], "flops": b["flops"], "residual": b["residual"]}
+                        "macs": b["macs"], "flops": b["flops"], "residual": b["residual"],
+                        "not_counted": b["not_counted"]}
                        for b in self.block_totals(convention)],
             "layers": self.layer_rows(convention),
             "not_counted": self.not_counted(convention),
@@ -241,6 +248,14 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
         params[kind] = params.get(kind, 0) + _numel(tuple(src.dims))
         nc.weight_bytes += _numel(tuple(src.dims)) * max(1, _itemsize(src.data_type))
 
+    def unknown() -> NodeCost:
+        # no rule, but its constant inputs are still parameters held in memory: count them as weights (we
+        # cannot tell kernel from bias), so an op without a rule never shows 0 params or 0 weight bytes
+        for t in ins:
+            if t in gi.constants:
+                weight(t, "weight")
+        return _unknown(nc)
+
     if is_const or op in FREE_OPS:
         return nc
     if op in QUANT_OPS:
@@ -250,24 +265,24 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
         w_i, b_i = (3, 8) if op == "QLinearConv" else (1, 2)
         w = gi.shape(ins[w_i]) if len(ins) > w_i else None
         if w is None or out is None:
-            return _unknown(nc)
+            return unknown()
         per_out = _numel(w[1:])  # (cin / groups) * kh * kw
         terms["conv_macs"] = _numel(out) * per_out
         weight(ins[w_i], "weight")
         if len(ins) > b_i and ins[b_i]:
             terms["conv_bias"] = _numel(out)
-            weight(ins[b_i], "bias")
+            weight(ins[b_i], "conv_bias")
     elif op in ("Gemm", "MatMul", "MatMulInteger", "QGemm"):
         a, b = gi.shape(ins[0]), gi.shape(ins[1])
         if a is None or out is None:
-            return _unknown(nc)
+            return unknown()
         k = a[-1] if not (op == "Gemm" and gi.attr(i, "transA", 0)) else a[0]
         terms["fc_macs"] = _numel(out) * k
         if ins[1] in gi.constants:
             weight(ins[1], "weight")
         if op == "Gemm" and len(ins) > 2 and ins[2]:
             terms["fc_bias"] = _numel(out)
-            weight(ins[2], "bias")
+            weight(ins[2], "fc_bias")
         del b
     elif op == "BatchNormalization":
         terms["bn"] = _numel(x)
@@ -294,13 +309,13 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
             terms["fc_bias"] = _numel(out)
             for t in ins:
                 if t and t in gi.constants:
-                    weight(t, "bias")
+                    weight(t, "fc_bias")
         else:
             terms["add"] = _numel(out)
     elif op in ("Mul", "Div"):
         terms["mul"] = _numel(out)
     else:
-        return _unknown(nc)
+        return unknown()
     nc.macs = terms.get("conv_macs", 0) + terms.get("fc_macs", 0)
     return nc
 

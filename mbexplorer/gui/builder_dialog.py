@@ -17,6 +17,7 @@ FAMILY_TITLES = {
 ROUNDING_TITLES = {
     "torchvision": "torchvision / timm (make_divisible 8)",
     "paddle": "PaddleClas (int(c × width))",
+    "tfslim": "TF-slim / V3 paper (expansion from scaled input)",
 }
 
 

@@ -53,6 +53,27 @@ def test_channel_rounding_paddle_truncates():
     assert parameter_shapes("mobilenet_v1") == parameter_shapes("mobilenet_v1", rounding="paddle")
 
 
+def test_channel_rounding_tfslim_v3():
+    """TF-slim's mobilenet_v3: expansion = make_divisible(scaled input x factor), SE = make_divisible(exp / 4),
+    last layer unscaled below width 1.0; identical to torchvision's rounding at width 1.0."""
+    tv = parameter_shapes("mobilenet_v3_large", 0.75)
+    tf = parameter_shapes("mobilenet_v3_large", 0.75, rounding="tfslim")
+    assert tv["features.2.block.0.0.weight"] == (48, 16, 1, 1)  # make_divisible(64 * 0.75)
+    assert tf["features.2.block.0.0.weight"] == (64, 16, 1, 1)  # make_divisible(16 * 4)
+    assert tf["features.4.block.0.0.weight"] == (72, 24, 1, 1)  # 24 * 3, SE 72 / 4 -> 24
+    assert tf["features.4.block.2.fc1.weight"] == (24, 72, 1, 1)
+    assert tv["classifier.0.weight"] == (960, 720) and tf["classifier.0.weight"] == (1280, 720)
+    small = parameter_shapes("mobilenet_v3_small", 0.75, rounding="tfslim")
+    assert small["features.2.block.0.0.weight"] == (72, 16, 1, 1)  # 16 * 4.5
+    assert small["classifier.0.weight"] == (1024, 432)
+    assert parameter_shapes("mobilenet_v3_large", 1.25, rounding="tfslim")["classifier.0.weight"][0] == 1600
+    for family in FAMILIES:
+        assert parameter_shapes(family) == parameter_shapes(family, rounding="tfslim")
+    assert parameter_shapes("mobilenet_v2", 0.75) == parameter_shapes("mobilenet_v2", 0.75, rounding="tfslim")
+    y = _run(build("mobilenet_v3_small", 0.75, 96, rounding="tfslim"), np.zeros((1, 3, 96, 96), np.float32))
+    assert y.shape == (1, 1000) and np.isfinite(y).all()
+
+
 def test_parameter_names_follow_torchvision_and_timm():
     v2 = parameter_shapes("mobilenet_v2")
     assert v2["features.0.0.weight"] == (32, 3, 3, 3)
@@ -92,6 +113,8 @@ def test_bad_weights_and_arguments_raise_build_errors():
         build("mobilenet_v2", 1.0, 64)
     with pytest.raises(BuildError, match="family"):
         build("resnet50")
+    with pytest.raises(BuildError, match="tfslim"):
+        build("mobilenet_v2", rounding="keras")
 
 
 def test_seeded_weights_are_deterministic():
