@@ -69,17 +69,18 @@ def cmd_summary(args) -> int:
     print(f"\nconvention: {conv} — {c.description}", file=out)
     blocks = report.block_totals(conv)
     w = max([len("block")] + [len(b["name"]) for b in blocks])  # names whole: they are what users grep for
-    print(f"\n{'block':<{w}} {'nodes':>5} {'params':>12} {'MACs':>14} {'FLOPs':>14}", file=out)
-    for b in blocks:
-        print(f"{b['name']:<{w}} {b['nodes']:>5} {b['params']:>12,} {b['macs']:>14,} {b['flops']:>14,}", file=out)
+    print(f"\n{'block':<{w}} {'nodes':>5} {'params':>12} {'MACs':>14} {'FLOPs':>14} ", file=out)
     t = report.totals(conv)
-    print(f"{'total':<{w}} {len(report.nodes):>5} {t['params']:>12,} {t['macs']:>14,} {t['flops']:>14,}", file=out)
+    for name, n, row in [(b["name"], b["nodes"], b) for b in blocks] + [("total", len(report.nodes), t)]:
+        # "+": a sum of what is counted, where some of the ops are not (listed below the table)
+        m, f = (" " if row["macs_complete"] else "+"), ("+" if row["not_counted"] else " ")
+        print(f"{name:<{w}} {n:>5} {row['params']:>12,} {row['macs']:>14,}{m}{row['flops']:>14,}{f}", file=out)
     print(f"\nparams {_si(t['params'])}, MACs {_si(t['macs'])}, {c.flops_label}: {_si(t['flops'])}", file=out)
     print(f"activation memory {t['activation_bytes'] / 2**20:.2f} MiB, weights {t['weight_bytes'] / 2**20:.2f} MiB",
           file=out)
     nc = report.not_counted(conv)
     if nc:
-        print(f"not counted under '{conv}': {', '.join(nc)}", file=out)
+        print(f"+ not counted under '{conv}': {', '.join(nc)}", file=out)
     print("\nall conventions, term by term (why published figures differ):", file=out)
     groups = ("conv+fc", "bias", "bn", "activation", "pooling", "eltwise")
     print(f"  {'convention':<12}" + "".join(f"{g:>13}" for g in groups) + f"{'FLOPs':>14}   "
@@ -264,7 +265,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--classes", type=int, default=1000)
     b.add_argument("--fold-bn", action="store_true", help="fold BatchNormalization into the convolutions")
     b.add_argument("--rounding", choices=builder.ROUNDINGS, default="torchvision",
-                   help="channel rounding: torchvision make_divisible(8) or PaddleClas int(c * width)")
+                   help="channel rounding: torchvision make_divisible(8), PaddleClas int(c * width), or tfslim "
+                        "(MobileNetV3 as TF-slim and the V3 paper: expansion from the scaled input)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     b.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     b.set_defaults(func=cmd_build)

@@ -245,3 +245,24 @@ def test_predict_custom_values_and_bad_options(tmp_path, model_file):
     assert text.startswith("custom: central crop 87.5%") and "mean (0.5, 0.5, 0.5)" in text and "BGR" in text
     r = mbx("predict", model, img, "--mean", "1,2")
     assert r.returncode == 2 and "not one or three numbers" in r.stderr
+
+
+def test_summary_marks_sums_that_leave_ops_out(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((3, 8, 3, 3), np.float32), "w")
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="deconv")
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", 1, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", 1, [1, 8, 10, 10])], [w])
+    path = tmp_path / "deconv.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    r = mbx("summary", path)
+    assert r.returncode == 0, r.stderr
+    total = next(line for line in r.stdout.splitlines() if line.startswith("total"))
+    assert total.split() == ["total", "1", "216", "0+", "0+"]  # params counted; MACs and FLOPs are not
+    assert "+ not counted under 'paper': ConvTranspose" in r.stdout
+    r = mbx("build", "mobilenet_v2", "-o", tmp_path / "v2.onnx")
+    plain = mbx("summary", tmp_path / "v2.onnx").stdout
+    assert "+" not in next(line for line in plain.splitlines() if line.startswith("total"))
