@@ -197,7 +197,8 @@ def cmd_gui(args) -> int:
 
     build = None
     if args.build:
-        build = {"family": args.build, "width": args.width, "resolution": args.resolution}
+        build = {"family": args.build, "width": args.width, "resolution": args.resolution,
+                 "num_classes": args.classes, "fold_bn": args.fold_bn, "rounding": args.rounding}
     return run_gui(model_path=args.model, screenshot=args.screenshot, build=build)
 
 
@@ -215,6 +216,9 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--build", choices=builder.FAMILIES, help="open a freshly built model instead of a file")
     g.add_argument("--width", type=float, default=1.0)
     g.add_argument("--resolution", type=int, default=224)
+    g.add_argument("--classes", type=int, default=1000)
+    g.add_argument("--fold-bn", action="store_true")
+    g.add_argument("--rounding", choices=builder.ROUNDINGS, default="torchvision")
     g.set_defaults(func=cmd_gui)
 
     s = sub.add_parser("summary", help="per-block and per-layer params, MACs and FLOPs")

@@ -335,6 +335,9 @@ def _describe(gi: GraphIndex, gno: int, kind: str, nodes: list[int], convs: dict
         info.update(kernel=cs[0].k, stride=cs[0].stride)
     elif kind == HEAD:
         info["summary"] = _head_summary(gi, nodes)
+    elif kind == OPS:  # what the group holds, for its name (simulated-quantization nodes say nothing)
+        types = [gi.nodes[i].op_type for i in nodes if gi.nodes[i].op_type not in _QDQ]
+        info["op_types"] = list(dict.fromkeys(types or [gi.nodes[i].op_type for i in nodes]))
     return Block(gno, "", kind, [gi.names[i] for i in nodes], residual, info)
 
 
@@ -398,7 +401,8 @@ def _number_blocks(blocks: list[Block]) -> None:
             b.name = f"head: {i['summary']}" if i.get("summary") else "head"
         elif b.kind == OPS:
             n += 1
-            b.name = f"ops {n}"
+            types = i.get("op_types") or []
+            b.name = f"ops {n}: " + ", ".join(types[:4]) + (", …" if len(types) > 4 else "") if types else f"ops {n}"
         else:
             n += 1
             k = i["kernel"]

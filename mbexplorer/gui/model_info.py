@@ -11,11 +11,12 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea,
                                QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from mbexplorer.core.conventions import CONVENTIONS, FLOP_GROUPS
+from mbexplorer.core.conventions import CONVENTIONS, FLOP_GROUPS, PARAM_GROUPS
 
 from .formatting import kind_title, percent, shape, si, size_bytes, thousands
 
 BLOCK_ROWS_MAX = 14  # taller per-block tables scroll inside their box
+PARAM_TITLES = {"weight": "weights", "bias": "biases", "bn_affine": "BN γ/β", "bn_stats": "BN stats"}
 
 
 def _table(headers: list[str], numeric_from: int) -> QTableWidget:
@@ -246,7 +247,10 @@ class ModelInfoPanel(QScrollArea):
         # FLOPs split into term groups; groups that are zero under every convention are left out. What a
         # counter does not count comes before the split: it is what explains the largest gaps.
         groups = [g for g in FLOP_GROUPS if any(r["breakdown"]["flops"][g] for r in self._comparison)]
-        headers = ["Convention", "Params", "FLOPs", "Not counted"] + groups
+        # params split the same way: which parameters each counter includes
+        pgroups = [g for g in PARAM_GROUPS if any(r["breakdown"]["params"][g] for r in self._comparison)]
+        headers = (["Convention", "Params", "FLOPs", "Not counted"] + [f"FLOPs: {g}" for g in groups]
+                   + [f"params: {PARAM_TITLES.get(g, g)}" for g in pgroups])
         self.conv_table.setColumnCount(len(headers))
         self.conv_table.setHorizontalHeaderLabels(headers)
         for c in range(1, len(headers)):
@@ -257,7 +261,8 @@ class ModelInfoPanel(QScrollArea):
             fl = row["breakdown"]["flops"]
             crows.append([row["convention"], thousands(row["params"]), thousands(row["flops"]),
                           ", ".join(row["breakdown"]["not_counted"]) or "—"]
-                         + [si(fl[g]) if fl[g] else "0" for g in groups])
+                         + [si(fl[g]) if fl[g] else "0" for g in groups]
+                         + [thousands(row["breakdown"]["params"][g]) for g in pgroups])
             tips.append(f"{row['title']}: {CONVENTIONS[row['convention']].description}")
         _fill(self.conv_table, crows, tips, text_cols={3})
         for r, row in enumerate(crows):

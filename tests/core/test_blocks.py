@@ -177,6 +177,7 @@ def test_non_mobilenet_graph_falls_back_to_op_groups():
     bs = blocks_of(from_proto(m, name="plain", source_format="onnx"))
     assert [b.kind for b in bs] == [OPS] * 3
     assert [b.nodes for b in bs] == [["conv0", "relu0"], ["conv1", "relu1"], ["conv2", "relu2"]]
+    assert [b.name for b in bs] == ["ops 1: Conv, Relu", "ops 2: Conv, Relu", "ops 3: Conv, Relu"]  # what they hold
 
 
 def test_block_edges_follow_the_data(built):

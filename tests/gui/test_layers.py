@@ -137,4 +137,7 @@ def test_model_tab(v2_window):
     assert convs[:2] == ["paper", "torchvision"]
     assert info.conv_table.item(1, 1).text() == "3,504,872"
     assert info.conv_table.item(0, 1).text() == "3,470,760"
+    headers = [info.conv_table.horizontalHeaderItem(c).text() for c in range(info.conv_table.columnCount())]
+    bn = headers.index("params: BN γ/β")  # params split by term, as the CLI prints them
+    assert info.conv_table.item(0, bn).text() == "0" and info.conv_table.item(1, bn).text() == "34,112"
     assert "601,548,544" in info.totals["flops"].text()
