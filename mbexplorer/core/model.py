@@ -474,6 +474,7 @@ def _infer_shapes(proto: onnx.ModelProto, name: str) -> tuple[dict, dict]:
     return shapes, dtypes
 
 
+@lru_cache(maxsize=None)  # a handful of element types, asked once per tensor: 27k times for a 10k-node graph
 def _np_dtype(elem_type: int) -> str:
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
