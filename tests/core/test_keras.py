@@ -567,6 +567,55 @@ def test_mobilenet_v2_weights_only(tmp_path, built):
     assert sum(b.residual for b in blocks) == 10
 
 
+def test_mobilenet_v2_weights_only_computes_what_keras_does(tmp_path):
+    """The imported Keras MobileNetV2 against the same network written out independently in PyTorch from the
+    same weights: Keras's layer semantics (TF SAME = pad bottom/right before a stride-2 depthwise, BN eps
+    1e-3, ReLU6, residuals where shapes match)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    weights = _v2_weights()
+    m = import_keras(write_h5(tmp_path / "mobilenet_v2_0.35_224.h5", weights))
+    w = {layer: dict(values) for layer, values in weights.items()}
+    t = lambda a: torch.from_numpy(np.asarray(a))  # noqa: E731
+
+    def bn(x, name):
+        d = w[name]
+        return F.batch_norm(x, t(d["moving_mean"]), t(d["moving_variance"]), t(d["gamma"]), t(d["beta"]),
+                            False, 0.0, 1e-3)
+
+    def conv(x, name, stride=1):  # Keras HWIO -> OIHW; 1x1 convs need no padding
+        return F.conv2d(x, t(w[name]["kernel"]).permute(3, 2, 0, 1), stride=stride)
+
+    def depthwise(x, name, stride):
+        k = t(w[name]["depthwise_kernel"]).permute(2, 3, 0, 1).reshape(-1, 1, 3, 3)
+        if stride == 2:
+            return F.conv2d(F.pad(x, (0, 1, 0, 1)), k, stride=2, groups=x.shape[1])
+        return F.conv2d(x, k, padding=1, groups=x.shape[1])
+
+    relu6 = lambda x: x.clamp(0, 6)  # noqa: E731
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
+    h = relu6(bn(conv(F.pad(t(x).permute(0, 3, 1, 2), (0, 1, 0, 1)), "Conv1", 2), "bn_Conv1"))
+    b = 0
+    for _, _, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1)]:
+        for i in range(n):
+            p, stride, inp = (f"block_{b}_" if b else "expanded_conv_"), (s if i == 0 else 1), h
+            if b:
+                h = relu6(bn(conv(h, p + "expand"), p + "expand_BN"))
+            h = bn(conv(relu6(bn(depthwise(h, p + "depthwise", stride), p + "depthwise_BN")), p + "project"),
+                   p + "project_BN")
+            if stride == 1 and inp.shape[1] == h.shape[1]:
+                h = h + inp
+            b += 1
+    h = relu6(bn(conv(h, "Conv_1"), "Conv_1_bn")).mean((2, 3))
+    ref = torch.softmax(h @ t(w["predictions"]["kernel"]) + t(w["predictions"]["bias"]), 1).numpy()
+    out = _run(m, x)
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+    logits = lambda p: np.log(p) - np.log(p).mean(1, keepdims=True)  # noqa: E731 (softmax hides small logits)
+    np.testing.assert_allclose(logits(out), logits(ref), atol=1e-3)
+    assert np.ptp(logits(ref)) > 1 and (out.argmax(1) == ref.argmax(1)).all()  # a network that discriminates
+
+
 @pytest.mark.shared
 def test_tfjs_blocks(tfjs):
     from mbexplorer.core.analysis import analyse_job, run
