@@ -199,7 +199,7 @@ def cmd_gui(args) -> int:
     if args.build:
         build = {"family": args.build, "width": args.width, "resolution": args.resolution,
                  "num_classes": args.classes, "fold_bn": args.fold_bn, "rounding": args.rounding}
-    return run_gui(model_path=args.model, screenshot=args.screenshot, build=build)
+    return run_gui(model_path=args.model, screenshot=args.screenshot, build=build, images=args.images)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -213,6 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gui", help="open the app (the default)")
     g.add_argument("model", nargs="?", help="model file to open")
     g.add_argument("--screenshot", metavar="OUT.png", help="render the window, save it and exit")
+    g.add_argument("--images", nargs="+", metavar="IMAGE", help="images or folders to classify in the Classify tab")
     g.add_argument("--build", choices=builder.FAMILIES, help="open a freshly built model instead of a file")
     g.add_argument("--width", type=float, default=1.0)
     g.add_argument("--resolution", type=int, default=224)

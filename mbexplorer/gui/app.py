@@ -45,11 +45,13 @@ def _quiet_offscreen(mode, context, message: str) -> None:
 
 
 def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None = None,
-            build: dict | None = None, argv: list[str] | None = None) -> int:
-    """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``.
+            build: dict | None = None, argv: list[str] | None = None, images: list | None = None) -> int:
+    """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``;
+    ``images``: files or folders for the Classify tab, classified once the model is shown.
 
-    With ``screenshot``: wait for the model to be shown and painted, save ``window.grab()`` there and return
-    0; if loading fails, print the message on stderr and return 1. Works with QT_QPA_PLATFORM=offscreen.
+    With ``screenshot``: wait for the model to be shown and painted (and the images classified), save
+    ``window.grab()`` there and return 0; if loading fails, print the message on stderr and return 1. Works
+    with QT_QPA_PLATFORM=offscreen.
     """
     app = make_app(argv)
     quiet = screenshot is not None and app.platformName() == "offscreen"
@@ -89,15 +91,25 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
             finish(2)
 
         # Let the layouts and the graph's first paint settle before grabbing.
-        window.model_shown.connect(lambda: QTimer.singleShot(150, window, grab))
+        settled = window.classify.runFinished if images else window.model_shown
+        settled.connect(lambda: QTimer.singleShot(150, window, grab))
         window.load_failed.connect(failed)
         window.job_cancelled.connect(lambda: failed("cancelled"))
         # Timers take the window as context so none fires into a later run_gui in the same process.
-        if model_path is None and build is None:
+        if model_path is None and build is None and not images:
             QTimer.singleShot(300, window, grab)
         else:
             QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)
 
+    if images:
+        if model_path is None and build is None:
+            QTimer.singleShot(0, window, lambda: window.classify_images(images))
+        else:  # once, when the model is on screen, so the images run with it
+            def classify_once() -> None:
+                window.model_shown.disconnect(classify_once)
+                window.classify_images(images)
+
+            window.model_shown.connect(classify_once)
     if model_path is not None:
         QTimer.singleShot(0, window, lambda: window.open_path(model_path))
     elif build is not None:

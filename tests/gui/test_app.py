@@ -32,6 +32,31 @@ def test_screenshot_of_a_file(qapp, tmp_path, built):
     assert not QImage(str(out)).isNull()
 
 
+def test_screenshot_with_images_classifies_them_first(qapp, tmp_path, monkeypatch):
+    """`gui MODEL --images DIR --screenshot OUT`: the grab waits for the Classify tab to finish."""
+    from PIL import Image
+
+    from mbexplorer.gui.classify_panel import ClassifyPanel
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        Image.new("RGB", (160, 120), (80 * i, 40, 200 - 60 * i)).save(pics / f"p{i}.png")
+    seen = {}
+    original = ClassifyPanel._on_event
+
+    def record(panel, ev):
+        original(panel, ev)
+        seen["results"] = sum(bool(e.results) for e in panel.entries)
+        seen["tab"] = panel.window().tabs.currentWidget() is panel
+
+    monkeypatch.setattr(ClassifyPanel, "_on_event", record)
+    out = tmp_path / "classify.png"
+    assert run_gui(screenshot=out, build={"family": "mobilenet_v1", "width": 0.25, "resolution": 96},
+                   images=[pics]) == 0
+    assert seen == {"results": 3, "tab": True} and not QImage(str(out)).isNull()
+
+
 def test_screenshot_of_a_bad_file_fails(qapp, tmp_path, capsys):
     bad = tmp_path / "notes.onnx"
     bad.write_text("not a model")
