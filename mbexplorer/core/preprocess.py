@@ -87,11 +87,11 @@ class Preprocess:
             return self._tf_geometry(np.asarray(image))
         w, h = full_size or image.size
         fx, fy = image.width / w, image.height / h
-        box, out = self._pil_box(w, h)
-        box = (box[0] * fx, box[1] * fy, box[2] * fx, box[3] * fy)
+        x0, y0, x1, y1 = self._pil_box(w, h)
+        box = (x0 * fx, y0 * fy, x1 * fx, y1 * fy)
         if box[0] < 0 or box[1] < 0 or box[2] > image.width + 1e-6 or box[3] > image.height + 1e-6:
-            # the crop is larger than the resized picture: resize it whole, let crop() pad with black
-            # (torchvision's CenterCrop pads with zeros too)
+            # (shorter side only) the crop is larger than the resized picture: resize it whole, let crop() pad
+            # with black, as torchvision's CenterCrop pads with zeros
             nw, nh = self._shorter_size(image.width, image.height)
             left, top = self._crop_offsets(nw, nh)
             return image.resize((nw, nh), Image.BILINEAR).crop((left, top, left + self.width, top + self.height))
@@ -105,7 +105,7 @@ class Preprocess:
         # Resizing only the crop's box gives the pixels of resizing the whole picture and cropping (PIL
         # places samples and sizes its filter from the box; floating-point rounding of the sample positions
         # moves < 0.1 % of pixels by one level), for a fraction of the work.
-        return image.resize(out, Image.BILINEAR, box=box)
+        return image.resize((self.width, self.height), Image.BILINEAR, box=box)
 
     def _shorter_size(self, w: int, h: int) -> tuple[int, int]:
         """torchvision's Resize(S) with S = crop / ratio: the shorter side to S, the other truncated."""
@@ -121,17 +121,16 @@ class Preprocess:
         left, top = (w - cw) // 2, (h - ch) // 2
         return left, top, left + cw, top + ch
 
-    def _pil_box(self, w: int, h: int) -> tuple[tuple[float, float, float, float], tuple[int, int]]:
-        """The part of a w x h picture that becomes the input, and the input size."""
-        out = (self.width, self.height)
+    def _pil_box(self, w: int, h: int) -> tuple[float, float, float, float]:
+        """The part of a w x h picture that becomes the input."""
         if self.resize == "central_fraction":
-            return self._central_box(w, h), out
+            return self._central_box(w, h)
         if self.resize == "whole":
-            return (0, 0, w, h), out
+            return 0, 0, w, h
         nw, nh = self._shorter_size(w, h)
         left, top = self._crop_offsets(nw, nh)
         sx, sy = w / nw, h / nh
-        return (left * sx, top * sy, (left + self.width) * sx, (top + self.height) * sy), out
+        return left * sx, top * sy, (left + self.width) * sx, (top + self.height) * sy
 
     def _tf_geometry(self, arr: np.ndarray) -> np.ndarray:
         h, w = arr.shape[:2]
