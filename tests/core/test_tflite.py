@@ -42,19 +42,17 @@ IMAGES = ["bird.bmp", "cat.bmp", "dragonfly.bmp", "grace_hopper.bmp", "hot_dog.j
           "missvickie_potato_chips.bmp", "parrot.jpg", "sunflower.bmp"]
 STEP = 1 / 256  # one step of the uint8 softmax output
 
-# Measured deviations beyond 3 output steps, and why they are not importer errors. In both models the QDQ graph
-# and LiteRT agree on every layer until one exact rounding tie (x.5 after requantization) is broken differently:
-# onnxruntime's fused integer kernels (QLinearConv per-channel, QLinearAdd) and XNNPACK / TFLite's fixed-point
-# kernels round ties differently, and these two models amplify a one-step difference along the network.
-# LiteRT itself is no steadier on them: its builtin kernels differ from its XNNPACK kernels by up to 20 steps
-# (tf2) and 51 steps (V3-small) on the same images. The other models match LiteRT exactly (0 steps).
+# Measured deviations beyond 3 output steps: the issue asks for 3, these two models do not get there. The QDQ
+# graph runs each op in float between QuantizeLinear/DequantizeLinear; XNNPACK runs fixed-point kernels whose
+# rounding differs by one step on some inputs (tf2: from the first per-channel CONV_2D on; V3-small: at the
+# residual ADDs and squeeze-excite MULs), and these models amplify one step along the network. V3-small's
+# HARD_SWISH, where most of its difference came from, runs TFLite's integer kernel as a table (59 steps before,
+# 29 now; see importers/tflite_int.py). LiteRT's own builtin kernels differ from its XNNPACK ones by up to 20
+# steps (tf2) and 51 (V3-small) on the same images. The other five models match LiteRT exactly (0 steps).
 TOLERANCE_STEPS = {
-    "tf2_mobilenet_v2_1.0_224_ptq.tflite": 12,  # measured 8
-    "v3-small_224_1.0_uint8.tflite": 64,  # measured 59; LiteRT builtin vs XNNPACK: 51
+    "tf2_mobilenet_v2_1.0_224_ptq.tflite": 9,  # measured 8
+    "v3-small_224_1.0_uint8.tflite": 32,  # measured 29
 }
-# V3-small on dragonfly.bmp: LiteRT (XNNPACK) says damselfly 132/256, dragonfly 76/256; its builtin kernels
-# say 81 vs 64; the float twin says dragonfly. The import's top-2 must contain LiteRT's top-1.
-TOP1_NEAR_TIES = {("v3-small_224_1.0_uint8.tflite", "dragonfly.bmp")}
 
 
 @dataclass
@@ -126,10 +124,7 @@ def test_scores_match_litert(case):
         print(f"\n{case.file}: max diff per image (steps) {steps.tolist()}, top-1 {agree}/8")
         assert steps.max() <= TOLERANCE_STEPS.get(case.file, 3)
     for i, name in enumerate(IMAGES):
-        if (case.file, name) in TOP1_NEAR_TIES:
-            assert ref_top[i] in np.argsort(-case.scores[i])[:2]
-        else:
-            assert top[i] == ref_top[i], f"{case.file} {name}: LiteRT {ref_top[i]}, import {top[i]}"
+        assert top[i] == ref_top[i], f"{case.file} {name}: LiteRT {ref_top[i]}, import {top[i]}"
 
 
 def _data_md_top1(shared_dir: Path) -> dict[tuple[str, str], int]:
@@ -150,10 +145,7 @@ def test_top1_matches_data_md(case, shared_dir):
     table = _data_md_top1(shared_dir)
     for i, name in enumerate(IMAGES):
         expected = table[(case.file, name)]
-        if (case.file, name) in TOP1_NEAR_TIES:
-            assert expected in np.argsort(-case.scores[i])[:2]
-        else:
-            assert case.scores[i].argmax() == expected, f"{case.file} {name}"
+        assert case.scores[i].argmax() == expected, f"{case.file} {name}"
 
 
 def test_float_twin_classifies_like_the_qdq_model(case):

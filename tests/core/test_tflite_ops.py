@@ -172,3 +172,31 @@ def test_uint8_ops_match_litert(tmp_path, depth_multiplier):
     assert worst["conv"] == 0 and worst["sig"] == 0, worst  # conv, depthwise x multiplier, pools, pad, logistic
     assert max(worst["cat"], worst["relu"], worst["fc"]) <= 1.0001, worst
     assert worst["prob_f"] <= 12, worst
+
+
+@pytest.mark.parametrize("dtype,in_q,out_q,float_misses", [
+    (np.uint8, (0.0235, 128), (0.0213, 10), 0),  # V3-small-like: inputs around 0, outputs mostly positive
+    (np.uint8, (0.1, 60), (0.08, 3), 33),  # a wide range: saturation at both ends of [-3, 3]
+    (np.int8, (0.05, -5), (0.04, -100), 12),
+    (np.uint8, (0.004, 128), (0.003, 128), 0),  # narrow: the relu-ish multiplier shifts right
+])
+def test_quantized_hard_swish_is_tflites_integer_kernel(tmp_path, dtype, in_q, out_q, float_misses):
+    """Every one of the 256 inputs: the QDQ model's HardSwish (a table of TFLite's fixed-point kernel)
+    gives LiteRT's output exactly, where the float formula misses ``float_misses`` of them by a step."""
+    g = Graph()
+    x = g.t("input", [1, 16, 16, 1], dtype, q=(in_q[0], in_q[1], 0))
+    y = g.t("hswish", [1, 16, 16, 1], dtype, q=(out_q[0], out_q[1], 0))
+    g.inputs, g.outputs = [x], [y]
+    g.op(BO.HARD_SWISH, [x], [y])
+    path = tmp_path / "hswish.tflite"
+    path.write_bytes(g.build())
+    info = np.iinfo(dtype)
+    q = np.arange(info.min, info.max + 1).astype(dtype).reshape(1, 16, 16, 1)
+    [(_, ref, ours, scale)] = list(litert_and_ours(path, [q]))
+    np.testing.assert_array_equal(np.rint(ours / scale), np.rint(ref / scale))
+    model = load(path)
+    node = next(n for n in model.model.graph.node if n.op_type == "HardSwish")
+    assert node.domain == "mbexplorer.tflite" and model.float_twin.model.functions == []
+    real = (q.astype(np.float32) - in_q[1]) * np.float32(in_q[0])
+    plain = np.clip(np.rint(real * np.clip(real + 3, 0, 6) / 6 / np.float32(out_q[0])) + out_q[1], info.min, info.max)
+    assert int((np.rint(ref / scale).ravel() + out_q[1] != plain.ravel()).sum()) == float_misses

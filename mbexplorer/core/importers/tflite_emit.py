@@ -53,6 +53,7 @@ class Emitter:
         self.op: Operator | None = None
         self.graph_inputs: list[onnx.ValueInfoProto] = []
         self.graph_outputs: list[onnx.ValueInfoProto] = []
+        self.functions: dict[tuple[str, str], onnx.FunctionProto] = {}  # model-local ops (see tflite_int)
 
     # names and plain nodes -----------------------------------------------------------------------
     def unique(self, base: str) -> str:
@@ -66,6 +67,9 @@ class Emitter:
     def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
+
+    def function(self, fn: onnx.FunctionProto) -> None:
+        self.functions.setdefault((fn.domain, fn.name), fn)
 
     def init(self, base: str, value: np.ndarray) -> str:
         name = self.unique(base)

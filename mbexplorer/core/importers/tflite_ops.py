@@ -12,8 +12,9 @@ from onnx import helper
 from ..errors import TruncatedModelError, UnsupportedOperatorError
 from .tflite import Operator, TFLiteGraph
 from .tflite_emit import (
-    _FUSED, _FUSED_NAMES, NATIVE, NCHW, NCHW_POS, OPSET, TO_NCHW, Emitter, _order_kept, sanitise,
+    _FUSED, _FUSED_NAMES, NATIVE, NCHW, NCHW_POS, OPSET, TO_NCHW, Emitter, _dequantize, _order_kept, sanitise,
 )
+from .tflite_int import DOMAIN, hard_swish_table, lookup_function
 
 _SAME, _VALID = 0, 1
 
@@ -215,6 +216,28 @@ def _unary(kind: str, clip: tuple[float, float] | None = None):
     return convert
 
 
+def _hard_swish(e: Emitter, op: Operator) -> None:
+    """HardSwish; between 8-bit per-tensor tensors of a QDQ model, TFLite's integer kernel as a table
+    (``tflite_int``), since the float formula rounds differently on a few inputs of most layers."""
+    idx, out = op.inputs[0], op.outputs[0]
+    ti, to = e.g.tensors[idx], e.g.tensors[out]
+    table = None
+    if (e.qdq and ti.quantized and to.quantized and ti.dtype == to.dtype and ti.dtype in (np.uint8, np.int8)
+            and not ti.quant.per_channel and not to.quant.per_channel):
+        table = hard_swish_table(float(ti.quant.scale[0]), int(ti.quant.zero_point[0]), float(to.quant.scale[0]),
+                                 int(to.quant.zero_point[0]), ti.dtype)
+    if table is None:
+        _unary("HardSwish")(e, op)
+        return
+    layout = e.layout(idx)
+    (s, z), _ = e.qparams(idx, layout)
+    real = e.init(f"{e.names[out]}_table", _dequantize(to, table))
+    e.function(lookup_function("HardSwish", OPSET))
+    e.emit("HardSwish", [e.x(idx), real, s, z], out, layout, domain=DOMAIN)
+    node = next(n for n in reversed(e.nodes) if n.op_type == "HardSwish")
+    node.doc_string += "; TFLite's integer kernel, looked up per input value"
+
+
 def _requantize(e: Emitter, op: Operator) -> None:
     """QUANTIZE / DEQUANTIZE: the real value does not change; in a QDQ model the output's own Q/DQ pair
     does the requantization. A DEQUANTIZE of a constant (float16 or int8 weights) is folded into it."""
@@ -242,7 +265,7 @@ CONVERTERS = {
     "CONCATENATION": lambda e, op: _elementwise(e, op, "Concat"),
     "PAD": _pad,
     "PADV2": _pad,
-    "HARD_SWISH": _unary("HardSwish"),
+    "HARD_SWISH": _hard_swish,
     "LOGISTIC": _unary("Sigmoid"),
     "TANH": _unary("Tanh"),
     "RELU": _unary("Relu"),
@@ -351,7 +374,8 @@ def convert(g: TFLiteGraph, name: str, qdq: bool) -> onnx.ModelProto:
     e.op = None
     e.add_outputs()
     graph = helper.make_graph(e.nodes, name, e.graph_inputs, e.graph_outputs, initializer=list(e.inits.values()))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+    opsets = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in {d for d, _ in e.functions}]
+    model = helper.make_model(graph, opset_imports=opsets, functions=list(e.functions.values()),
                               producer_name="mbexplorer-tflite", ir_version=8)
     quantized = any(t.quantized for t in g.tensors)
     helper.set_model_props(model, {
