@@ -184,6 +184,12 @@ def cmd_convert(args) -> int:
     if args.float_twin and model.float_twin is None:
         raise MbxError(f"{Path(args.input).name} has no float twin: only quantized TFLite sources come with one; "
                        "drop --float-twin.")
+    if args.standard_qdq:
+        from .core.importers.tflite_int import standard_qdq
+        from .core.model import from_proto
+
+        model = from_proto(standard_qdq(model.model), name=model.name, source_format=model.source_format,
+                           source_path=model.source_path, sha256=model.sha256, file_size=model.file_size)
     written = [(model, Path(args.output))]
     if args.float_twin:
         written.append((model.float_twin, Path(args.float_twin)))
@@ -259,6 +265,10 @@ def make_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")
     cv.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    cv.add_argument("--standard-qdq", action="store_true",
+                    help="for a quantized TFLite source: plain QDQ with standard ops only, for quantization tools "
+                         "and NPU compilers (by default HardSwish, Add and per-channel Conv run TFLite's integer "
+                         "arithmetic in model-local functions, so scores match the TFLite runtime exactly)")
     cv.add_argument("--float-twin", metavar="OUT2.onnx",
                     help="for a quantized source: also save the float model with matching tensor names")
     cv.set_defaults(func=cmd_convert)

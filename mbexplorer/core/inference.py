@@ -69,6 +69,9 @@ class Classifier:
         self.model = model
         self.preprocess = preprocess or for_model(model)
         opts = ort.SessionOptions()
+        # onnxruntime warns about every initializer its optimizer leaves unused (a Q/DQ pair it folded, say):
+        # noise on a user's terminal, not a problem with the model
+        opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(model.model.SerializeToString(), opts,

@@ -266,3 +266,18 @@ def test_summary_marks_sums_that_leave_ops_out(tmp_path):
     r = mbx("build", "mobilenet_v2", "-o", tmp_path / "v2.onnx")
     plain = mbx("summary", tmp_path / "v2.onnx").stdout
     assert "+" not in next(line for line in plain.splitlines() if line.startswith("total"))
+
+
+def test_convert_standard_qdq_for_other_tools(shared_dir, tmp_path):
+    import onnx
+
+    src = shared_dir / "models" / "v3-small_224_1.0_uint8.tflite"
+    exact, plain = tmp_path / "exact.onnx", tmp_path / "plain.onnx"
+    assert mbx("convert", src, "-o", exact).returncode == 0
+    r = mbx("convert", src, "-o", plain, "--standard-qdq")
+    assert r.returncode == 0, r.stderr
+    a, b = onnx.load(str(exact)), onnx.load(str(plain))
+    assert a.functions and {n.domain for n in a.graph.node} == {"", "mbexplorer.tflite"}
+    assert not b.functions and {n.domain for n in b.graph.node} == {""}
+    r = mbx("predict", plain, shared_dir / "images" / "parrot.jpg", "--preset", "coral", "--json", "--top-k", "1")
+    assert r.returncode == 0 and json.loads(r.stdout)["results"][0]["topk"][0]["index"] == 89

@@ -200,3 +200,102 @@ def test_quantized_hard_swish_is_tflites_integer_kernel(tmp_path, dtype, in_q, o
     real = (q.astype(np.float32) - in_q[1]) * np.float32(in_q[0])
     plain = np.clip(np.rint(real * np.clip(real + 3, 0, 6) / 6 / np.float32(out_q[0])) + out_q[1], info.min, info.max)
     assert int((np.rint(ref / scale).ravel() + out_q[1] != plain.ravel()).sum()) == float_misses
+
+
+@pytest.mark.parametrize("dtype,a_q,b_q,out_q", [
+    (np.uint8, (0.05, 120), (0.04, 130), (0.07, 125)),
+    (np.uint8, (0.0235, 0), (0.25, 200), (0.3, 60)),  # very different scales
+    (np.int8, (0.1, -3), (0.12, 10), (0.2, -1)),
+])
+def test_quantized_add_is_xnnpacks_integer_sum(tmp_path, dtype, a_q, b_q, out_q):
+    """All 65,536 pairs of 8-bit inputs: the QDQ model's Add (XNNPACK's fixed-point sum in int64 ONNX ops)
+    gives LiteRT's output exactly."""
+    g = Graph()
+    a = g.t("a", [1, 256, 256, 1], dtype, q=(a_q[0], a_q[1], 0))
+    b = g.t("b", [1, 256, 256, 1], dtype, q=(b_q[0], b_q[1], 0))
+    y = g.t("sum", [1, 256, 256, 1], dtype, q=(out_q[0], out_q[1], 0))
+    g.inputs, g.outputs = [a, b], [y]
+    g.op(BO.ADD, [a, b], [y], BOpt.AddOptions, "AddOptions")
+    path = tmp_path / "add.tflite"
+    path.write_bytes(g.build())
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1)
+    qa = np.repeat(values, 256).astype(dtype).reshape(1, 256, 256, 1)
+    qb = np.tile(values, 256).astype(dtype).reshape(1, 256, 256, 1)
+    it = interpreter_mod.Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    ins = {d["name"]: d["index"] for d in it.get_input_details()}
+    it.set_tensor(ins["a"], qa)
+    it.set_tensor(ins["b"], qb)
+    it.invoke()
+    ref = it.get_tensor(it.get_output_details()[0]["index"]).astype(np.int64)
+    model = load(path)
+    assert next(n for n in model.model.graph.node if n.op_type == "Add").domain == "mbexplorer.tflite"
+    sess = ort.InferenceSession(model.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: (qa if i.name.startswith("a") else qb) for i in sess.get_inputs()}
+    ours = sess.run(None, feeds)[0]
+    np.testing.assert_array_equal(np.rint(ours / np.float32(out_q[0])).astype(np.int64) + out_q[1], ref)
+
+
+def per_channel_conv_model(rng, depthwise: bool, weight_range: int) -> bytes:
+    """int8 activations, symmetric per-channel int8 weights, int32 bias: TF2 post-training quantization."""
+    i8 = np.int8
+    g = Graph()
+    sx = 0.02
+    x = g.t("input", [1, 12, 12, 8], i8, q=(sx, -3, 0))
+    g.inputs = [x]
+    cout = 8 if depthwise else 16
+    shape = (1, 3, 3, cout) if depthwise else (cout, 3, 3, 8)
+    wscale = rng.uniform(0.002, 0.02, cout).astype(np.float32)
+    w = g.t("w", shape, i8, data=rng.integers(-weight_range, weight_range + 1, shape),
+            q=(wscale, np.zeros(cout, np.int64), 3 if depthwise else 0))
+    b = g.t("b", [cout], np.int32, data=rng.integers(-5000, 5000, cout), q=(wscale * sx, np.zeros(cout, np.int64), 0))
+    y = g.t("conv", [1, 6, 6, cout], i8, q=(0.05, 5, 0))
+    if depthwise:
+        g.op(BO.DEPTHWISE_CONV_2D, [x, w, b], [y], BOpt.DepthwiseConv2DOptions, "DepthwiseConv2DOptions",
+             Padding=SAME, StrideW=2, StrideH=2, DepthMultiplier=1, FusedActivationFunction=RELU6)
+    else:
+        g.op(BO.CONV_2D, [x, w, b], [y], BOpt.Conv2DOptions, "Conv2DOptions", Padding=SAME, StrideW=2,
+             StrideH=2, FusedActivationFunction=0)
+    g.outputs = [y]
+    return g.build()
+
+
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_per_channel_int8_convolution_is_exact(tmp_path, depthwise):
+    """XNNPACK's qs8 per-channel convolution (int32 sums, float32 requantization, ties to even), on random
+    inputs: every output value is LiteRT's."""
+    rng = np.random.default_rng(20 + depthwise)
+    path = tmp_path / "conv.tflite"
+    path.write_bytes(per_channel_conv_model(rng, depthwise, 127))
+    model = load(path)
+    conv = next(n for n in model.model.graph.node if n.op_type == "Conv")
+    assert conv.domain == "mbexplorer.tflite" and conv.input[1].endswith("w")  # still reads Conv(x, w, b)
+    inputs = [rng.integers(-128, 128, (1, 12, 12, 8)).astype(np.int8) for _ in range(20)]
+    for _, ref, ours, scale in litert_and_ours(path, inputs):
+        np.testing.assert_array_equal(np.rint(ours / scale), np.rint(ref / scale))
+
+
+def test_integer_sums_beyond_float_precision_fall_back_to_plain_qdq():
+    from mbexplorer.core.importers.tflite_int import conv_is_exact_in_float
+
+    w = np.full((4, 3, 3, 8), 100, np.int8)  # 72 x 100 x 255 < 2^24
+    assert conv_is_exact_in_float(w, 0, np.int8, depthwise=False)
+    assert not conv_is_exact_in_float(np.full((4, 3, 3, 960), 100, np.int8), 0, np.int8, depthwise=False)
+    assert conv_is_exact_in_float(np.full((1, 3, 3, 960), 127, np.int8), -128, np.int8, depthwise=True)
+
+
+def test_standard_qdq_has_only_standard_ops(shared_dir):
+    from mbexplorer.core.importers.tflite_int import standard_qdq
+
+    model = load(shared_dir / "models" / "v3-small_224_1.0_uint8.tflite")
+    assert model.model.functions
+    plain = standard_qdq(model.model)
+    assert not plain.functions and {n.domain for n in plain.graph.node} == {""}
+    assert [o.domain for o in plain.opset_import] == [""]
+    names = lambda m: [n.name for n in m.graph.node]  # noqa: E731
+    assert names(plain) == names(model.model)  # the same nodes, tensor names and integers
+    x = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3)).astype(np.uint8)
+    outs = [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {
+        model.inputs[0].name: x})[0] for m in (model.model, plain)]
+    assert outs[0].argmax() == outs[1].argmax()

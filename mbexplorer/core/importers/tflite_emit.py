@@ -68,6 +68,11 @@ class Emitter:
         self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
         return output
 
+    def integer_input(self, name: str) -> str:
+        """The integer initializer behind a constant's DequantizeLinear (QDQ model)."""
+        node = next(n for n in reversed(self.nodes) if n.op_type == "DequantizeLinear" and n.output[0] == name)
+        return node.input[0]
+
     def function(self, fn: onnx.FunctionProto) -> None:
         self.functions.setdefault((fn.domain, fn.name), fn)
 

@@ -14,7 +14,10 @@ from .tflite import Operator, TFLiteGraph
 from .tflite_emit import (
     _FUSED, _FUSED_NAMES, NATIVE, NCHW, NCHW_POS, OPSET, TO_NCHW, Emitter, _dequantize, _order_kept, sanitise,
 )
-from .tflite_int import DOMAIN, hard_swish_table, lookup_function
+from .tflite_int import (
+    DOMAIN, add_function, add_params, conv_function, conv_is_exact_in_float, conv_requant_scale, hard_swish_table,
+    lookup_function,
+)
 
 _SAME, _VALID = 0, 1
 
@@ -59,8 +62,39 @@ def _conv(e: Emitter, op: Operator, depthwise: bool) -> None:
     inputs = [e.x(op.inputs[0], NCHW), w]
     if len(op.inputs) > 2 and op.inputs[2] >= 0:
         inputs.append(e.const(op.inputs[2]))
-    e.emit("Conv", inputs, op.outputs[0], NCHW, o.get("FusedActivationFunction", 0), kernel_shape=[kh, kw],
-           strides=[sh, sw], dilations=[dh, dw], pads=_pads(e, op, kh, kw, sh, sw, dh, dw), group=group)
+    attrs = dict(kernel_shape=[kh, kw], strides=[sh, sw], dilations=[dh, dw],
+                 pads=_pads(e, op, kh, kw, sh, sw, dh, dw), group=group)
+    act = o.get("FusedActivationFunction", 0)
+    exact = _integer_conv_inputs(e, op, inputs)
+    if exact is not None:  # per-channel int8 weights: XNNPACK's integer convolution (see tflite_int)
+        e.function(conv_function(OPSET))
+        e.emit("Conv", inputs + exact, op.outputs[0], NCHW, act, domain=DOMAIN, **attrs)
+        return
+    e.emit("Conv", inputs, op.outputs[0], NCHW, act, **attrs)
+
+
+def _integer_conv_inputs(e: Emitter, op: Operator, inputs: list[str]) -> list[str] | None:
+    """The extra inputs of ``tflite_int.conv_function`` for a QDQ convolution with per-channel int8 weights
+    (symmetric, as TFLite requires), an int32 bias and 8-bit per-tensor activations; None otherwise."""
+    if not e.qdq or len(inputs) != 3:
+        return None
+    x_t, w_t, b_t, y_t = (e.g.tensors[i] for i in (op.inputs[0], op.inputs[1], op.inputs[2], op.outputs[0]))
+    if not (w_t.quantized and w_t.quant.per_channel and w_t.dtype == np.int8 and not w_t.quant.zero_point.any()
+            and b_t.quant is not None and b_t.dtype == np.int32 and x_t.quantized and y_t.quantized
+            and x_t.dtype == y_t.dtype and x_t.dtype in (np.uint8, np.int8)
+            and not x_t.quant.per_channel and not y_t.quant.per_channel
+            and conv_is_exact_in_float(w_t.data, int(x_t.quant.zero_point[0]), x_t.dtype, op.op != "CONV_2D")):
+        return None
+    w_q = e.integer_input(inputs[1])
+    (xs, _), _ = e.qparams(op.inputs[0], NCHW)
+    (ys, _), _ = e.qparams(op.outputs[0], NCHW)
+    out = e.names[op.outputs[0]]
+    cout = w_t.quant.scale.size
+    requant = conv_requant_scale(float(x_t.quant.scale[0]), w_t.quant.scale, float(y_t.quant.scale[0]))
+    info, zero = np.iinfo(y_t.dtype), int(y_t.quant.zero_point[0])
+    return [xs, w_q, e.init(f"{out}_b_q", b_t.data.astype(np.int32).reshape(cout, 1, 1)),
+            e.init(f"{out}_requant", requant.reshape(cout, 1, 1)),
+            e.scalar(float(info.min - zero)), e.scalar(float(info.max - zero)), ys]
 
 
 def _pool(e: Emitter, op: Operator) -> None:
@@ -179,6 +213,16 @@ def _elementwise(e: Emitter, op: Operator, kind: str) -> None:
     layout = NCHW if nchw else NATIVE
     inputs = [e.operand(i, layout, rank4) for i in op.inputs]
     act = op.options.get("FusedActivationFunction", 0)
+    params = _xnn_add_params(e, op) if kind == "Add" else None
+    if params is not None:  # XNNPACK's integer sum (see tflite_int)
+        a, b = op.inputs[:2]
+        (sa, za), _ = e.qparams(a, NATIVE)
+        (sb, zb), _ = e.qparams(b, NATIVE)
+        (so, _), _ = e.qparams(op.outputs[0], NATIVE)
+        e.function(add_function(OPSET))
+        extra = [sa, za, sb, zb, e.init(f"{e.names[op.outputs[0]]}_add_params", params), so]
+        e.emit("Add", inputs[:2] + extra, op.outputs[0], layout, act, domain=DOMAIN)
+        return
     if kind == "Concat":
         axis = int(op.options.get("Axis", 0))
         axis = axis + len(out_t.shape) if axis < 0 else axis
@@ -187,6 +231,18 @@ def _elementwise(e: Emitter, op: Operator, kind: str) -> None:
         e.emit("Concat", inputs, op.outputs[0], layout, act, axis=axis)
     else:
         e.emit(kind, inputs, op.outputs[0], layout, act)
+
+
+def _xnn_add_params(e: Emitter, op: Operator):
+    """XNNPACK's ADD constants when both inputs and the output are 8-bit per-tensor tensors of a QDQ model."""
+    if not e.qdq or len(op.inputs) != 2:
+        return None
+    ts = [e.g.tensors[i] for i in (*op.inputs, op.outputs[0])]
+    if not all(t.quantized and not t.quant.per_channel and t.dtype == ts[2].dtype for t in ts) or \
+            ts[2].dtype not in (np.uint8, np.int8):
+        return None
+    (sa, za), (sb, zb), (so, zo) = ((float(t.quant.scale[0]), int(t.quant.zero_point[0])) for t in ts)
+    return add_params(sa, sb, so, za, zb, zo, ts[2].dtype)
 
 
 def _pad(e: Emitter, op: Operator) -> None:
