@@ -14,6 +14,10 @@ of the file happens in :func:`read_tflite`, so a truncated or corrupt file fails
   pair with the tensor's own parameters. The integer graph input is kept (raw pixels go in as in TFLite)
   and a quantized output is dequantized, so scores come out as floats. Its *float twin* (weights
   dequantized to float32, no Q/DQ, float input of real values) is ``loaded.float_twin``.
+* Where onnxruntime's float or fused QDQ arithmetic would round differently from the TFLite runtime
+  (quantized HARD_SWISH, ADD of two 8-bit tensors, per-channel int8 convolutions), the QDQ model runs
+  TFLite's integer arithmetic in model-local functions named after the op (``tflite_int.py``), so it scores
+  exactly as LiteRT does; ``tflite_int.standard_qdq`` turns them back into plain QDQ ops.
 
 Naming: every TFLite activation tensor appears in both ONNX models as a float tensor of the same
 (sanitised) name holding its real value; in the QDQ model that is its DequantizeLinear's output, the
