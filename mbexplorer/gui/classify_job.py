@@ -7,8 +7,8 @@ onnxruntime session each) are built once per model: the panel keeps them in ``ca
 slot key, and another preset or decoding of the same model reuses its session.
 
 Results carry the ``key`` (slot, model serial, preset, fast decode) they were computed for. The panel keeps a
-result only while its key is current, so events from a run that was cancelled for a newer request are still good if
-they match, and harmless if they do not.
+result only while its key is current, so events from a run that was cancelled for a newer request are still
+good if they match, and harmless if they do not.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The "Classify" tab: images in a thumbnail strip, the selected one's top-k per model, live settings.
 
-What is shown follows the settings live. Every result remembers the key (model serial, preset, fast decode) it was
-computed for; a change of model, preset or decoding makes results stale and starts a run for what is stale or
-missing only, so adding images classifies just those, and a compare model runs alone beside the results
+What is shown follows the settings live. Every result remembers the key (slot, model serial, preset, fast
+decode) it was computed for; a change of model, preset or decoding makes results stale and starts a run for
+what is stale or missing only, so adding images classifies just those, and a compare model runs alone beside the results
 already there. A change of k or of the label file re-slices the stored scores without running anything.
 One run at a time: a new request cancels the running one (its results that still match are kept).
 Stale results of the same model stay on screen, greyed, until the new ones arrive, so nothing jumps.

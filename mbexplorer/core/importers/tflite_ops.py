@@ -80,18 +80,16 @@ def _integer_conv_inputs(e: Emitter, op: Operator, inputs: list[str]) -> list[st
         return None
     x_t, w_t, b_t, y_t = (e.g.tensors[i] for i in (op.inputs[0], op.inputs[1], op.inputs[2], op.outputs[0]))
     if not (w_t.quantized and w_t.quant.per_channel and w_t.dtype == np.int8 and not w_t.quant.zero_point.any()
-            and b_t.quant is not None and b_t.dtype == np.int32 and x_t.quantized and y_t.quantized
-            and x_t.dtype == y_t.dtype and x_t.dtype in (np.uint8, np.int8)
-            and not x_t.quant.per_channel and not y_t.quant.per_channel
-            and conv_is_exact_in_float(w_t.data, int(x_t.quant.zero_point[0]), x_t.dtype, op.op != "CONV_2D")):
+            and b_t.quant is not None and b_t.dtype == np.int32 and _per_tensor_8bit(x_t, y_t)
+            and conv_is_exact_in_float(w_t.data, _scale_zero(x_t)[1], x_t.dtype, op.op != "CONV_2D")):
         return None
     w_q = e.integer_input(inputs[1])
     (xs, _), _ = e.qparams(op.inputs[0], NCHW)
     (ys, _), _ = e.qparams(op.outputs[0], NCHW)
     out = e.names[op.outputs[0]]
     cout = w_t.quant.scale.size
-    requant = conv_requant_scale(float(x_t.quant.scale[0]), w_t.quant.scale, float(y_t.quant.scale[0]))
-    info, zero = np.iinfo(y_t.dtype), int(y_t.quant.zero_point[0])
+    requant = conv_requant_scale(_scale_zero(x_t)[0], w_t.quant.scale, _scale_zero(y_t)[0])
+    info, zero = np.iinfo(y_t.dtype), _scale_zero(y_t)[1]
     return [xs, w_q, e.init(f"{out}_b_q", b_t.data.astype(np.int32).reshape(cout, 1, 1)),
             e.init(f"{out}_requant", requant.reshape(cout, 1, 1)),
             e.scalar(float(info.min - zero)), e.scalar(float(info.max - zero)), ys]
@@ -238,11 +236,20 @@ def _xnn_add_params(e: Emitter, op: Operator):
     if not e.qdq or len(op.inputs) != 2:
         return None
     ts = [e.g.tensors[i] for i in (*op.inputs, op.outputs[0])]
-    if not all(t.quantized and not t.quant.per_channel and t.dtype == ts[2].dtype for t in ts) or \
-            ts[2].dtype not in (np.uint8, np.int8):
+    if not _per_tensor_8bit(*ts):
         return None
-    (sa, za), (sb, zb), (so, zo) = ((float(t.quant.scale[0]), int(t.quant.zero_point[0])) for t in ts)
+    (sa, za), (sb, zb), (so, zo) = (_scale_zero(t) for t in ts)
     return add_params(sa, sb, so, za, zb, zo, ts[2].dtype)
+
+
+def _per_tensor_8bit(*tensors) -> bool:
+    """All quantized per tensor, to one 8-bit type: what the integer-exact ops (tflite_int) take."""
+    return all(t.quantized and not t.quant.per_channel and t.dtype == tensors[0].dtype for t in tensors) and \
+        tensors[0].dtype in (np.uint8, np.int8)
+
+
+def _scale_zero(t) -> tuple[float, int]:
+    return float(t.quant.scale[0]), int(t.quant.zero_point[0])
 
 
 def _pad(e: Emitter, op: Operator) -> None:
@@ -278,10 +285,8 @@ def _hard_swish(e: Emitter, op: Operator) -> None:
     idx, out = op.inputs[0], op.outputs[0]
     ti, to = e.g.tensors[idx], e.g.tensors[out]
     table = None
-    if (e.qdq and ti.quantized and to.quantized and ti.dtype == to.dtype and ti.dtype in (np.uint8, np.int8)
-            and not ti.quant.per_channel and not to.quant.per_channel):
-        table = hard_swish_table(float(ti.quant.scale[0]), int(ti.quant.zero_point[0]), float(to.quant.scale[0]),
-                                 int(to.quant.zero_point[0]), ti.dtype)
+    if e.qdq and _per_tensor_8bit(ti, to):
+        table = hard_swish_table(*_scale_zero(ti), *_scale_zero(to), ti.dtype)
     if table is None:
         _unary("HardSwish")(e, op)
         return
