@@ -22,7 +22,7 @@ from mbexplorer.core.analysis import open_model  # noqa: E402
 from mbexplorer.core.blocks import group_blocks  # noqa: E402
 from mbexplorer.core.costs import analyse  # noqa: E402
 from mbexplorer.core.graph import GraphIndex  # noqa: E402
-from mbexplorer.core.model import load  # noqa: E402
+from mbexplorer.core.loading import load  # noqa: E402
 
 
 def timed(fn, repeat):

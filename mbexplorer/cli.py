@@ -16,6 +16,7 @@ from pathlib import Path
 from .core import builder
 from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .core.errors import MbxError
+from .core.formatting import si
 
 
 def _shape_arg(text: str) -> tuple[str, list[int]]:
@@ -27,15 +28,6 @@ def _shape_arg(text: str) -> tuple[str, list[int]]:
     if any(d < 1 for d in shape):
         raise argparse.ArgumentTypeError(f"'{text}': every size must be at least 1; e.g. {name}=1,3,224,224")
     return name, shape
-
-
-def _si(n: float | None) -> str:
-    if n is None:
-        return "not counted"
-    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= div:
-            return f"{n / div:.2f} {unit}"
-    return f"{n:.0f}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -75,7 +67,7 @@ def cmd_summary(args) -> int:
         # "+": a sum of what is counted, where some of the ops are not (listed below the table)
         m, f = (" " if row["macs_complete"] else "+"), ("+" if row["not_counted"] else " ")
         print(f"{name:<{w}} {n:>5} {row['params']:>12,} {row['macs']:>14,}{m}{row['flops']:>14,}{f}", file=out)
-    print(f"\nparams {_si(t['params'])}, MACs {_si(t['macs'])}, {c.flops_label}: {_si(t['flops'])}", file=out)
+    print(f"\nparams {si(t['params'])}, MACs {si(t['macs'])}, {c.flops_label}: {si(t['flops'])}", file=out)
     print(f"activation memory {t['activation_bytes'] / 2**20:.2f} MiB, weights {t['weight_bytes'] / 2**20:.2f} MiB",
           file=out)
     nc = report.not_counted(conv)
@@ -115,10 +107,11 @@ def _save(model, out: Path, what: str) -> None:
 
 
 def cmd_predict(args) -> int:
+    from .core.formats import IMAGE_SUFFIXES
     from .core.inference import Classifier
     from .core.labels import fits, read_label_file
-    from .core.model import load
-    from .core.preprocess import IMAGE_SUFFIXES, for_model, image_files
+    from .core.loading import load
+    from .core.preprocess import for_model, image_files
 
     if args.top_k < 1:
         raise MbxError(f"--top-k must be at least 1 (got {args.top_k}).")
@@ -178,7 +171,7 @@ def _custom_preprocessing(args) -> dict:
 
 
 def cmd_convert(args) -> int:
-    from .core.model import load
+    from .core.loading import load
 
     model = load(args.input)
     if args.float_twin and model.float_twin is None:

@@ -15,7 +15,8 @@ from .blocks import BlockGraph, group_blocks
 from .costs import CostReport, analyse
 from .graph import GraphIndex
 from .jobs import Job, Progress, run
-from .model import LoadedModel, load
+from .loading import load
+from .model import LoadedModel
 
 
 @dataclass

@@ -13,14 +13,21 @@ from __future__ import annotations
 import csv
 import io
 import math
-from functools import lru_cache
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import onnx
 
 from .blocks import BlockGraph, group_blocks
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION, FLOP_GROUPS, PARAM_GROUP_OF, PARAM_GROUPS, Convention
+from .conventions import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    FLOP_GROUPS,
+    PARAM_GROUP_OF,
+    PARAM_GROUPS,
+    Convention,
+)
 from .graph import GraphIndex
 from .model import LoadedModel
 

@@ -6,22 +6,19 @@ Block grouping and cost analysis both walk graphs through this one index.
 
 from __future__ import annotations
 
-import heapq
 from collections import defaultdict
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import onnx
 
-if TYPE_CHECKING:
-    from .model import LoadedModel
+from .model import LoadedModel, toposort
 
 # Ops whose output depends only on the *shape* of their input, which is static here.
 _SHAPE_OPS = {"Shape", "Size"}
 
 
 class GraphIndex:
-    def __init__(self, loaded: "LoadedModel"):
+    def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         g = loaded.model.graph
         self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
@@ -86,35 +83,6 @@ class GraphIndex:
             if a.name == name:
                 return onnx.helper.get_attribute_value(a)
         return default
-
-
-def toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """Kahn's algorithm, keeping the file's order wherever it is already valid."""
-    produced = {t for n in nodes for t in n.output if t}
-    waiting = defaultdict(list)
-    need = []
-    for idx, n in enumerate(nodes):
-        deps = {t for t in n.input if t and t in produced}
-        need.append(len(deps))
-        for t in deps:
-            waiting[t].append(idx)
-    heap = [i for i, k in enumerate(need) if k == 0]
-    heapq.heapify(heap)
-    order = []
-    done_tensors = set()
-    while heap:
-        i = heapq.heappop(heap)
-        order.append(nodes[i])
-        for t in nodes[i].output:
-            if t and t not in done_tensors:
-                done_tensors.add(t)
-                for j in waiting.get(t, ()):
-                    need[j] -= 1
-                    if need[j] == 0:
-                        heapq.heappush(heap, j)
-    if len(order) != len(nodes):  # a cycle: ONNX forbids it; keep file order so nothing is lost
-        return nodes
-    return order
 
 
 def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:

@@ -119,8 +119,13 @@ class Classifier:
         return Prediction(name, top, timings["infer"], timings, scores)
 
     def topk(self, scores: np.ndarray, k: int) -> list[TopK]:
-        k = max(1, min(k, scores.size))
-        idx = np.argpartition(-scores, k - 1)[:k]
-        idx = idx[np.argsort(-scores[idx], kind="stable")]
-        labels = self.labels or []
-        return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]
+        return top_k(scores, k, self.labels)
+
+
+def top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[TopK]:
+    """The k best scores with their labels, best first. Equal scores (common in a quantized model's uint8
+    output) are ordered by index, so the top-1 is the same at every k, in ``predict`` and in the window."""
+    k = max(1, min(k, scores.size))
+    idx = np.argsort(-scores, kind="stable")[:k]
+    labels = labels or []
+    return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]

@@ -1,17 +1,17 @@
-"""Loading models: format sniffing, ONNX parsing and validation, shape inference.
+"""The model record: :class:`LoadedModel`, and ``from_proto``, which validates an ONNX model and makes one.
 
-``load(path)`` is the one entry point. It decides what a file is from its bytes (never its extension),
-parses ONNX, checks that onnxruntime could run it (opset, operators), resolves every tensor's shape at
-batch 1 for the cost analysis, and returns a :class:`LoadedModel`. Other formats go to their importer
-(``importers/``), which returns a LoadedModel of the ONNX it made: TFLite, Keras (.h5, .keras), TF.js layers
-models (a folder with model.json, or the model.json itself) and PyTorch state dicts (.safetensors, .pth).
+Every way a model arrives (an ONNX file through ``loading.load``, an importer, the builder) ends in
+``from_proto``: it checks that onnxruntime could run the graph (opset, operators, no dangling tensors),
+sorts nodes topologically, resolves every tensor's shape at batch 1 for the cost analysis, and reads labels
+embedded in the metadata. This module imports no importer: importers import it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import string
+import heapq
+import json
+from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,18 +19,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
-from onnx import external_data_helper, shape_inference
+from onnx import shape_inference
 
 from .errors import (
-    ExternalDataError,
     InputShapeError,
     InvalidGraphError,
     ModelLoadError,
-    NotAModelError,
-    TruncatedModelError,
     UnknownOperatorError,
-    UnsupportedFormatError,
     UnsupportedOpsetError,
 )
 
@@ -76,179 +71,6 @@ class LoadedModel:
         return self.model.graph
 
 
-# --------------------------------------------------------------------------------------------------
-# Format sniffing
-
-
-_IMAGE_MAGIC = {
-    b"\x89PNG": "a PNG image",
-    b"\xff\xd8\xff": "a JPEG image",
-    b"BM": "a BMP image",
-    b"GIF8": "a GIF image",
-    b"RIFF": "a RIFF file (WebP image or audio)",
-}
-
-
-def sniff(path: Path, head: bytes) -> str:
-    """Name the format of a file from its first bytes: 'onnx', 'tflite', 'hdf5', 'zip', 'safetensors',
-    'json', 'image:<what>', 'text', 'empty' or 'unknown'."""
-    if not head:
-        return "empty"
-    if head[4:8] == b"TFL3":
-        return "tflite"
-    if head.startswith(b"\x89HDF\r\n\x1a\n"):
-        return "hdf5"
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    if head[0] == 0x80 and len(head) > 1 and 2 <= head[1] <= 5:  # a pickle: legacy torch.save files
-        return "pickle"
-    for magic, what in _IMAGE_MAGIC.items():
-        if head.startswith(magic):
-            return "image:" + what
-    if len(head) >= 9:
-        n = int.from_bytes(head[:8], "little")
-        if 0 < n < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    stripped = head.lstrip()
-    if stripped[:1] in (b"{", b"["):
-        return "json"
-    # ONNX is a protobuf ModelProto whose first field is ir_version (field 1, varint: tag 0x08),
-    # as every exporter writes it; Netron sniffs the same way.
-    if head[0] == 0x08 and len(head) > 1 and head[1] < 0x80:
-        return "onnx"
-    if _looks_like_text(head):
-        return "text"
-    return "unknown"
-
-
-def _zip_kind(path: Path) -> str:
-    """'torch' for torch.save archives (``<name>/data.pkl``), 'keras' for .keras files, else 'zip'."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return "zip"
-    if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
-        return "torch"
-    if "config.json" in names and any(n.endswith(".weights.h5") for n in names):
-        return "keras"
-    return "zip"
-
-
-def _looks_like_text(head: bytes) -> bool:
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    printable = sum(ch in string.printable or ord(ch) > 127 for ch in text)
-    return printable / max(1, len(text)) > 0.95
-
-
-# What opens, for messages that tell the user what to choose instead.
-_OPENS = ("Open a model: ONNX (.onnx), TFLite (.tflite), Keras (.h5, .keras), a TF.js folder (model.json) "
-          "or a PyTorch state dict (.safetensors, .pth)")
-
-
-def _refuse(path: Path, kind: str) -> ModelLoadError:
-    if kind == "empty":
-        return NotAModelError(f"{path.name} is empty (0 bytes): it is not a model. Export or download it again.")
-    if kind.startswith("image:"):
-        return NotAModelError(
-            f"{path.name} is {kind[6:]}, not a model. {_OPENS}; images are for classifying."
-        )
-    if kind == "text":
-        return NotAModelError(f"{path.name} is a text file, not a model. {_OPENS}.")
-    if kind == "zip":
-        return UnsupportedFormatError(
-            f"{path.name} is a zip archive but neither a Keras .keras file (config.json + model.weights.h5) nor a "
-            "PyTorch checkpoint (data.pkl). Open the model inside it, or export it to ONNX."
-        )
-    return NotAModelError(f"{path.name} is not a model this app knows. {_OPENS}.")
-
-
-# --------------------------------------------------------------------------------------------------
-# Loading
-
-
-def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | None = None) -> LoadedModel:
-    """Open a model file. ``input_shapes`` fixes inputs whose size is symbolic (beyond the batch)."""
-    path = Path(path)
-    if path.is_dir():
-        if (path / "model.json").is_file():
-            from .importers.keras import import_keras
-
-            return import_keras(path)
-        raise NotAModelError(f"{path} is a folder, not a model file. Choose the model file inside it.")
-    if not path.exists():
-        raise ModelLoadError(f"{path} does not exist.")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    kind = sniff(path, data[:64])
-    if kind == "tflite":
-        from .importers.tflite import import_tflite
-
-        return import_tflite(path, data)
-    zip_kind = _zip_kind(path) if kind == "zip" else None
-    if kind in ("safetensors", "pickle") or zip_kind == "torch":
-        from .importers.torch_state import import_state_dict
-
-        return import_state_dict(path)
-    if kind in ("hdf5", "json") or zip_kind == "keras":
-        from .importers.keras import import_keras
-
-        return import_keras(path)
-    if kind != "onnx":
-        raise _refuse(path, kind)
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(data)
-    except DecodeError as exc:
-        raise TruncatedModelError(
-            f"{path.name} starts like an ONNX model but cannot be parsed ({len(data):,} bytes): "
-            "the file is truncated or corrupt. Export or download it again."
-        ) from exc
-    if not proto.HasField("graph") or not proto.graph.node:
-        raise TruncatedModelError(
-            f"{path.name} parses as ONNX but has no graph: the file is truncated or corrupt. Export it again."
-        )
-    _load_external_data(proto, path)
-    return from_proto(
-        proto,
-        name=path.stem,
-        source_format="onnx",
-        source_path=path.resolve(),
-        sha256=hashlib.sha256(data).hexdigest(),
-        file_size=len(data),
-        input_shapes=input_shapes,
-    )
-
-
-def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    base = path.resolve().parent
-    for tensor in external_data_helper._get_all_tensors(proto):
-        if not external_data_helper.uses_external_data(tensor):
-            continue
-        info = external_data_helper.ExternalDataInfo(tensor)
-        target = (base / info.location).resolve()
-        if base != target and base not in target.parents:
-            raise ExternalDataError(
-                f"{path.name} refers to weights outside its folder ({info.location}); "
-                "only external data next to the model is loaded. Move the data file beside the model."
-            )
-        if not target.is_file():
-            raise ExternalDataError(
-                f"{path.name} keeps weights in {info.location}, which is missing. Put it beside the model."
-            )
-    try:
-        external_data_helper.load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError) as exc:
-        raise ExternalDataError(f"cannot read the external weights of {path.name}: {exc}") from exc
-
-
 def from_proto(
     proto: onnx.ModelProto,
     *,
@@ -292,8 +114,6 @@ def from_proto(
 
 def _sort_nodes(proto: onnx.ModelProto) -> None:
     """ONNX requires nodes in topological order, and shape inference relies on it; some writers don't."""
-    from .graph import toposort
-
     nodes = list(proto.graph.node)
     ordered = toposort(nodes)
     if any(a is not b for a, b in zip(nodes, ordered)):
@@ -329,7 +149,6 @@ _LABEL_KEYS = ("labels", "classes", "class_names", "names")
 
 def _embedded_labels(proto: onnx.ModelProto) -> list[str] | None:
     """Class names some exporters store in the model's metadata: a JSON list or mapping, or one per line."""
-    import json
 
     for prop in proto.metadata_props:
         if prop.key.lower() not in _LABEL_KEYS:
@@ -497,3 +316,32 @@ def _layout(dims: tuple) -> str | None:
     if dims[3] in chan and dims[1] not in chan:
         return "NHWC"
     return None
+
+
+def toposort(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
+    """Kahn's algorithm, keeping the file's order wherever it is already valid."""
+    produced = {t for n in nodes for t in n.output if t}
+    waiting = defaultdict(list)
+    need = []
+    for idx, n in enumerate(nodes):
+        deps = {t for t in n.input if t and t in produced}
+        need.append(len(deps))
+        for t in deps:
+            waiting[t].append(idx)
+    heap = [i for i, k in enumerate(need) if k == 0]
+    heapq.heapify(heap)
+    order = []
+    done_tensors = set()
+    while heap:
+        i = heapq.heappop(heap)
+        order.append(nodes[i])
+        for t in nodes[i].output:
+            if t and t not in done_tensors:
+                done_tensors.add(t)
+                for j in waiting.get(t, ()):
+                    need[j] -= 1
+                    if need[j] == 0:
+                        heapq.heappush(heap, j)
+    if len(order) != len(nodes):  # a cycle: ONNX forbids it; keep file order so nothing is lost
+        return nodes
+    return order

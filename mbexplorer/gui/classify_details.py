@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from mbexplorer.core.classify import SlotResult, result_topk
 from mbexplorer.core.labels import fits
 
-from .classify_job import SlotResult, result_topk
 from .topk_view import AGREE, DIFFER, SlotView, badge_icon
 
 

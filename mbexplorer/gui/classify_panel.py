@@ -13,25 +13,54 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QFrame, QHBoxLayout, QLabel, QListWidgetItem,
-                               QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
+from mbexplorer.core.classify import (
+    ImageDone,
+    ModelReady,
+    Slot,
+    SlotFailed,
+    Task,
+    build_model,
+    classify_job,
+    load_model,
+    preprocess_for,
+    result_topk,
+)
 from mbexplorer.core.errors import MbxError
+from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.labels import label_at, read_label_file
-from mbexplorer.core.preprocess import IMAGE_SUFFIXES, PRESETS, Preprocess, for_model, image_files
+from mbexplorer.core.preprocess import PRESETS, Preprocess, for_model, image_files
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
-from .classify_job import (ImageDone, ModelReady, Slot, SlotFailed, Task, build_model, classify_job, load_model,
-                           preprocess_for, result_topk)
 from .classify_details import DetailsView, Entry, Labels, Shown
-from .dropping import MODEL_FILTER
 from .job_status import JobStatus
 from .preprocess_dialog import PreprocessDialog
-from .topk_view import AGREE, DIFFER, ThumbStrip, badge_icon, elide, menu_button, to_pixmap
+from .topk_view import (
+    AGREE,
+    DIFFER,
+    ThumbStrip,
+    badge_icon,
+    elide,
+    menu_button,
+    to_pixmap,
+)
 from .workers import JobHandle
 
 CHOICES = [p for p in PRESETS if p != "custom"]
-IMAGE_FILTER = "Images (" + " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES)) + ");;All files (*)"
 LABELS_TIP = "Class names: a label file, else the model's own, else ImageNet's"
 COMPARE_TIP = "Classify the same images with a second model, side by side"
 FAST_TIP = ("Large JPEGs decode at 1/2, 1/4 or 1/8 scale, still at least twice the size the preset resizes from: "

@@ -12,10 +12,27 @@ import html
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QGraphicsScene
 
+from mbexplorer.core.formatting import shape as fmt_shape
+from mbexplorer.core.formatting import shapes as fmt_shapes
+from mbexplorer.core.formatting import thousands
+
 from . import colors
-from .formatting import shape as fmt_shape, shapes as fmt_shapes, thousands
-from .graph_items import (ARC_LANE, BOX_H, BOX_W, GAP, OP_LEFT, OP_H, BlockItem, FlowEdgeItem, InnerEdgesItem,
-                          OpItem, ResidualArcItem, expanded_height, op_row_y, value_text)
+from .graph_items import (
+    ARC_LANE,
+    BOX_H,
+    BOX_W,
+    GAP,
+    OP_H,
+    OP_LEFT,
+    BlockItem,
+    FlowEdgeItem,
+    InnerEdgesItem,
+    OpItem,
+    ResidualArcItem,
+    expanded_height,
+    op_row_y,
+    value_text,
+)
 
 
 class BlockGraphScene(QGraphicsScene):

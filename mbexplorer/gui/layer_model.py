@@ -13,7 +13,13 @@ from __future__ import annotations
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QFont
 
-from .formatting import NOT_COUNTED, shape, shapes, short_block_name, thousands
+from mbexplorer.core.formatting import (
+    NOT_COUNTED,
+    shape,
+    shapes,
+    short_block_name,
+    thousands,
+)
 
 SORT_ROLE = Qt.UserRole + 1
 RAW_ROLE = Qt.UserRole + 2

@@ -9,13 +9,26 @@ from pathlib import Path
 
 from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import (QAbstractItemView, QApplication, QComboBox, QFileDialog, QHBoxLayout, QHeaderView,
-                               QLabel, QLineEdit, QMenu, QStyledItemDelegate, QTableView, QToolButton, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QStyledItemDelegate,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from mbexplorer.core.conventions import CONVENTIONS, DEFAULT_CONVENTION
+from mbexplorer.core.formatting import si, size_bytes, thousands
 
-from .formatting import si, size_bytes, thousands
 from .layer_model import COL, COLUMNS, KEYS, NUMERIC, LayerFilterProxy, LayerTableModel
 from .totals_row import TotalsRow
 

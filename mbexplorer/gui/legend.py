@@ -10,8 +10,9 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from mbexplorer.core.formatting import percent
+
 from . import colors
-from .formatting import percent
 
 
 class RampBar(QWidget):

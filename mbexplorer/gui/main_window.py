@@ -13,17 +13,26 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import (QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QTabWidget)
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QTabWidget,
+)
 
 from mbexplorer.core.analysis import build_job, open_job
 from mbexplorer.core.conventions import CONVENTIONS
+from mbexplorer.core.dropping import route_drop
 from mbexplorer.core.errors import InputShapeError
+from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
+from mbexplorer.core.formatting import si, thousands
 from mbexplorer.core.overlays import OVERLAYS
 
 from .builder_dialog import BuilderDialog
-from .classify_panel import IMAGE_FILTER, ClassifyPanel
-from .dropping import MODEL_FILTER, route_drop
-from .formatting import si, thousands
+from .classify_panel import ClassifyPanel
 from .graph_panel import GraphPanel
 from .job_status import JobStatus
 from .layer_table import LayerTablePanel

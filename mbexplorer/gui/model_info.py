@@ -8,12 +8,28 @@ import html
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import (QAbstractItemView, QFormLayout, QFrame, QGroupBox, QLabel, QScrollArea,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QLabel,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from mbexplorer.core.conventions import CONVENTIONS, FLOP_GROUPS, PARAM_GROUPS
-
-from .formatting import kind_title, percent, shape, si, size_bytes, thousands
+from mbexplorer.core.formatting import (
+    kind_title,
+    percent,
+    shape,
+    si,
+    size_bytes,
+    thousands,
+)
 
 BLOCK_ROWS_MAX = 14  # taller per-block tables scroll inside their box
 PARAM_TITLES = {"weight": "weights", "bias": "biases", "bn_affine": "BN γ/β", "bn_stats": "BN stats"}

@@ -247,7 +247,7 @@ def test_tfjs_top1_against_reference(tfjs_scores, capsys):
 @pytest.mark.shared
 def test_tfjs_weights_are_another_checkpoint(shared_dir, tfjs_parts):
     """Why the TF.js model disagrees with the TFLite table: different trained weights, not a conversion error."""
-    from mbexplorer.core.model import load
+    from mbexplorer.core.loading import load
 
     tfl = load(shared_dir / "models" / TFLITE_FLOAT)
     inits = {i.name: numpy_helper.to_array(i) for i in tfl.model.graph.initializer}
@@ -263,7 +263,7 @@ def test_tfjs_weights_are_another_checkpoint(shared_dir, tfjs_parts):
 
 def _tflite_as_keras_weights(shared_dir) -> dict:
     """The float TFLite model's weights under keras-applications MobileNet names (BN as identity + bias)."""
-    from mbexplorer.core.model import load
+    from mbexplorer.core.loading import load
 
     tfl = load(shared_dir / "models" / TFLITE_FLOAT)
     inits = {i.name: numpy_helper.to_array(i) for i in tfl.model.graph.initializer}
@@ -331,7 +331,7 @@ def test_round_trips_h5_keras_weights_only(tmp_path, tfjs, tfjs_parts, tfjs_scor
 def test_load_sends_keras_and_tfjs_files_to_this_importer(tmp_path, tfjs_dir, tfjs_parts, tfjs_scores, images):
     """The app's one entry point, ``load``, sniffs each Keras / TF.js form from its bytes (names misleading
     on purpose) and gives the same model as ``import_keras``."""
-    from mbexplorer.core.model import load
+    from mbexplorer.core.loading import load
 
     config, weights = tfjs_parts
     h5 = write_h5(tmp_path / "full.h5", weights, config)

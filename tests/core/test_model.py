@@ -18,7 +18,7 @@ from mbexplorer.core.errors import (
     UnsupportedFormatError,
     UnsupportedOpsetError,
 )
-from mbexplorer.core.model import load
+from mbexplorer.core.loading import load
 
 
 def test_load_onnx_fills_the_model_record(model_file):

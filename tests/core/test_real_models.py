@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from mbexplorer.core.inference import Classifier
-from mbexplorer.core.model import load
+from mbexplorer.core.loading import load
 from mbexplorer.core.preprocess import for_model
 
 # libcoral's classification tests on cat.bmp: expected index in the top 3 with at least this score

@@ -21,9 +21,10 @@ from onnx import numpy_helper
 from PIL import Image
 
 from mbexplorer.core.errors import MbxError, ModelLoadError, TruncatedModelError, UnsupportedOperatorError
-from mbexplorer.core.importers.tflite import import_tflite, read_tflite
+from mbexplorer.core.importers.tflite import import_tflite
+from mbexplorer.core.importers.tflite_read import read_tflite
 from mbexplorer.core.importers.tflite_ops import SUPPORTED_OPS, tensor_names
-from mbexplorer.core.model import load
+from mbexplorer.core.loading import load
 
 interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
 pytestmark = pytest.mark.shared

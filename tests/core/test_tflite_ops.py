@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mbexplorer.core.model import load
+from mbexplorer.core.loading import load
 from tflite_writer import BO, BOpt, Graph
 
 interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")

@@ -13,7 +13,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QDialogButtonBox, QWidget  # noqa: E402
 
-from mbexplorer.gui.dropping import route_drop  # noqa: E402
+from mbexplorer.core.dropping import route_drop  # noqa: E402
 from mbexplorer.gui.workers import gc_paused  # noqa: E402
 
 SMALL = ("mobilenet_v1", 0.25, 128)  # random weights: enough for the mechanics, and quick

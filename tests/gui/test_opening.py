@@ -197,7 +197,7 @@ def test_builder_error_is_shown(qtbot, v2_window):
 
 
 def test_pick_model_file_rules(tmp_path, v1_file):
-    from mbexplorer.gui.dropping import pick_model_file
+    from mbexplorer.core.dropping import pick_model_file
 
     notes = tmp_path / "a_notes.txt"
     notes.write_text("x")

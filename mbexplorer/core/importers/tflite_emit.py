@@ -14,7 +14,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import UnsupportedOperatorError
-from .tflite import Operator, TFLiteGraph
+from .tflite_read import Operator, TFLiteGraph
+
 OPSET = 17
 NCHW, NATIVE = "NCHW", "native"
 TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)

@@ -10,14 +10,30 @@ import onnx
 from onnx import helper
 
 from ..errors import TruncatedModelError, UnsupportedOperatorError
-from .tflite import Operator, TFLiteGraph
 from .tflite_emit import (
-    _FUSED, _FUSED_NAMES, NATIVE, NCHW, NCHW_POS, OPSET, TO_NCHW, Emitter, _dequantize, _order_kept, sanitise,
+    _FUSED,
+    _FUSED_NAMES,
+    NATIVE,
+    NCHW,
+    NCHW_POS,
+    OPSET,
+    TO_NCHW,
+    Emitter,
+    _dequantize,
+    _order_kept,
+    sanitise,
 )
 from .tflite_int import (
-    DOMAIN, add_function, add_params, conv_function, conv_is_exact_in_float, conv_requant_scale, hard_swish_table,
+    DOMAIN,
+    add_function,
+    add_params,
+    conv_function,
+    conv_is_exact_in_float,
+    conv_requant_scale,
+    hard_swish_table,
     lookup_function,
 )
+from .tflite_read import Operator, TFLiteGraph
 
 _SAME, _VALID = 0, 1
 

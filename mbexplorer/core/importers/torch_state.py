@@ -40,7 +40,14 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .. import builder
-from ..errors import BuildError, ModelLoadError, NotAModelError, TruncatedModelError, UnsupportedFormatError
+from ..errors import (
+    BuildError,
+    ModelLoadError,
+    NotAModelError,
+    TruncatedModelError,
+    UnsupportedFormatError,
+)
+from ..formats import state_dict_kind
 from ..model import LoadedModel
 
 __all__ = [
@@ -104,7 +111,7 @@ def _read_raw(path: Path) -> Mapping:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     if not head:
         raise NotAModelError(f"{path.name} is empty (0 bytes): it is not a state dict. Save or download it again.")
-    kind = _sniff(head, path)
+    kind = state_dict_kind(path, head)
     if kind == "safetensors":
         return _read_safetensors(path)
     if kind == "torch":
@@ -113,21 +120,6 @@ def _read_raw(path: Path) -> Mapping:
         f"{path.name} is neither a .safetensors nor a PyTorch .pth file; save the state dict with "
         "safetensors.torch.save_file(model.state_dict(), 'model.safetensors') or torch.save(model.state_dict(), ...)."
     )
-
-
-def _sniff(head: bytes, path: Path) -> str:
-    if head.startswith(b"PK\x03\x04") or head[:2] == b"\x80\x02":  # torch zip archive / legacy pickle
-        return "torch"
-    if len(head) >= 9:
-        n = int.from_bytes(head[:8], "little")
-        if 0 < n < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
-    suffix = path.suffix.lower()
-    if suffix == ".safetensors":
-        return "safetensors"
-    if suffix in (".pth", ".pt", ".bin", ".ckpt", ".tar"):
-        return "torch"
-    return "unknown"
 
 
 def _corrupt(path: Path, what: str, exc: BaseException) -> TruncatedModelError:

@@ -1,4 +1,4 @@
-"""What to open when files are dropped on the window. Qt-free: paths in, a decision out.
+"""What to open when files are dropped on the window: paths in, a decision out (formats from ``formats``).
 
 A drop may carry a model (opened), images (classified in the Classify tab), or both. Images are told by
 their suffix, or by their first bytes when the name says nothing (``photo`` with no suffix).
@@ -9,47 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mbexplorer.core.model import sniff
-from mbexplorer.core.preprocess import IMAGE_SUFFIXES, image_files
-
-MODEL_SUFFIXES = {".onnx"}
-# Formats the loader recognises by their bytes; it opens them or says exactly why it cannot.
-OTHER_MODEL_SUFFIXES = {".tflite", ".safetensors", ".pth", ".pt", ".h5", ".keras"}
-OTHER_MODEL_KINDS = {"tflite", "safetensors", "hdf5"}
-# The open dialogs' filter: every format the loader imports (a TF.js model is opened by its model.json).
-MODEL_FILTER = ("Models (*.onnx *.tflite *.h5 *.keras model.json *.safetensors *.pth *.pt);;ONNX (*.onnx);;"
-                "All files (*)")
-# Kinds the loader can say something specific about (a TF.js model.json, a zip that is not a .keras file).
-LOADER_KINDS = {"onnx", "tflite", "safetensors", "hdf5", "pickle", "zip", "json"}
-
-
-def _kind(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            return sniff(path, fh.read(64))
-    except OSError:
-        return None
-
-
-def looks_like_model(path: Path) -> bool:
-    """ONNX by extension, or by the first bytes for files named otherwise (``model.bin`` exported as ONNX)."""
-    if not path.is_file():
-        return False
-    return path.suffix.lower() in MODEL_SUFFIXES or _kind(path) == "onnx"
-
-
-def is_tfjs_folder(path: Path) -> bool:
-    """A TF.js layers model: a folder holding model.json (and its weight shards). The folder is the model."""
-    return path.is_dir() and (path / "model.json").is_file()
-
-
-def looks_like_other_model(path: Path) -> bool:
-    """Another model format (TFLite, safetensors, PyTorch, Keras, a TF.js folder): second choice after ONNX."""
-    if is_tfjs_folder(path):
-        return True
-    if not path.is_file():
-        return False
-    return path.suffix.lower() in OTHER_MODEL_SUFFIXES or _kind(path) in OTHER_MODEL_KINDS
+from .formats import (
+    LOADER_KINDS,
+    MODEL_SUFFIXES,
+    is_tfjs_folder,
+    looks_like_image,
+    looks_like_onnx,
+    looks_like_other_model,
+    sniff_file,
+)
+from .preprocess import image_files
 
 
 def pick_model_file(paths: list[Path]) -> tuple[Path | None, str | None]:
@@ -90,20 +59,11 @@ def _candidates(paths: list[Path]) -> list[Path]:
 
 
 def _first_model(candidates: list[Path]) -> Path | None:
-    for test in (looks_like_model, looks_like_other_model):
+    for test in (looks_like_onnx, looks_like_other_model):
         for c in candidates:
             if test(c):
                 return c
     return None
-
-
-def looks_like_image(path: Path) -> bool:
-    """An image by suffix; a file named otherwise (and not as a model) by its first bytes."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        return True
-    if path.suffix.lower() in MODEL_SUFFIXES | OTHER_MODEL_SUFFIXES or not path.is_file():
-        return False
-    return (_kind(path) or "").startswith("image:")
 
 
 @dataclass
@@ -137,8 +97,8 @@ def route_drop(paths: list[Path]) -> DropPlan:
     folders = [p for p in paths if p.is_dir() and not is_tfjs_folder(p)]
     if len(paths) == 1 and others:
         p = others[0]
-        named = p.suffix.lower() in MODEL_SUFFIXES | OTHER_MODEL_SUFFIXES
-        if named or is_tfjs_folder(p) or _kind(p) in LOADER_KINDS:
+        named = p.suffix.lower() in MODEL_SUFFIXES
+        if named or is_tfjs_folder(p) or sniff_file(p) in LOADER_KINDS:
             plan.model = p
         else:
             plan.message = (f"{p.name} is neither an image nor a model. Drop images (.jpg, .png, .bmp, …) or a "

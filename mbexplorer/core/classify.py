@@ -1,4 +1,4 @@
-"""Classifying the Classify tab's images on the worker thread. Qt-free: a generator job in the core's style.
+"""Classifying a set of images with one or two models: the Classify tab's job, a generator job in the core's style.
 
 The job gets the images still to do and one :class:`Slot` per model (the shown model, and the one it is
 compared with). Per image it decodes once, makes the thumbnail from that decode, runs every slot's model
@@ -21,13 +21,14 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from mbexplorer.core import builder
-from mbexplorer.core.errors import MbxError
-from mbexplorer.core.inference import Classifier, Prediction, TopK
-from mbexplorer.core.jobs import Job, Progress
-from mbexplorer.core.labels import labels_for
-from mbexplorer.core.model import LoadedModel, load
-from mbexplorer.core.preprocess import decode, draft_size, for_model
+from . import builder
+from .errors import MbxError
+from .inference import Classifier, Prediction, TopK, top_k
+from .jobs import Job, Progress
+from .labels import labels_for
+from .loading import load
+from .model import LoadedModel
+from .preprocess import decode, draft_size, for_model
 
 THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, the preview at this size)
 
@@ -190,17 +191,6 @@ def _draft_for(presets: list, fast: bool) -> tuple[int, int] | None:
         return None
     sizes = [draft_size(p) for p in presets]
     return max(w for w, _ in sizes), max(h for _, h in sizes)
-
-
-def top_k(scores: np.ndarray, k: int, labels: list[str] | None) -> list[TopK]:
-    """The k best of stored scores with ``labels``: a change of k or of the label file re-slices what was
-    computed instead of running the model again. Equal scores (common in a quantized model's uint8 output)
-    are ordered by index, so the top-1 is the same at every k and matches ``SlotResult.top1``;
-    ``Classifier.topk`` (argpartition) may order them differently from one k to the next."""
-    k = max(1, min(k, scores.size))
-    idx = np.argsort(-scores, kind="stable")[:k]
-    labels = labels or []
-    return [TopK(int(i), labels[i] if i < len(labels) else f"class {i}", float(scores[i])) for i in idx]
 
 
 def result_topk(result: SlotResult, k: int, user: list[str] | None) -> list[TopK]:

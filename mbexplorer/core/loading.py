@@ -1,0 +1,103 @@
+"""Opening model files: ``load(path)`` is the one entry point, for the CLI, the window and scripts.
+
+It asks ``formats`` what a file is from its bytes (never its extension), parses ONNX itself (with external
+weights beside the file) and hands every other format to its importer (``importers/``): TFLite, Keras
+(.h5, .keras), TF.js layers models (a folder with model.json, or the model.json itself) and PyTorch state
+dicts (.safetensors, .pth). Whatever the source, the result is a validated :class:`LoadedModel` made by
+``model.from_proto``. This dispatcher sits above the importers; nothing below imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper
+
+from . import formats
+from .errors import (
+    ExternalDataError,
+    ModelLoadError,
+    NotAModelError,
+    TruncatedModelError,
+)
+from .importers.keras import import_keras
+from .importers.tflite import import_tflite
+from .importers.torch_state import import_state_dict
+from .model import LoadedModel, from_proto
+
+
+def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | None = None) -> LoadedModel:
+    """Open a model file. ``input_shapes`` fixes inputs whose size is symbolic (beyond the batch)."""
+    path = Path(path)
+    if path.is_dir():
+        if formats.is_tfjs_folder(path):
+            return import_keras(path)
+        raise NotAModelError(f"{path} is a folder, not a model file. Choose the model file inside it.")
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist.")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    kind = formats.model_kind(path, data[:64])
+    if kind == "tflite":
+        return import_tflite(path, data)
+    if kind == "torch":
+        return import_state_dict(path)
+    if kind == "keras":
+        return import_keras(path)
+    if kind != "onnx":
+        raise formats.refusal(path, kind)
+    return _load_onnx(path, data, input_shapes)
+
+
+def _load_onnx(path: Path, data: bytes, input_shapes: Mapping[str, Sequence[int]] | None) -> LoadedModel:
+    proto = onnx.ModelProto()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as exc:
+        raise TruncatedModelError(
+            f"{path.name} starts like an ONNX model but cannot be parsed ({len(data):,} bytes): "
+            "the file is truncated or corrupt. Export or download it again."
+        ) from exc
+    if not proto.HasField("graph") or not proto.graph.node:
+        raise TruncatedModelError(
+            f"{path.name} parses as ONNX but has no graph: the file is truncated or corrupt. Export it again."
+        )
+    _load_external_data(proto, path)
+    return from_proto(
+        proto,
+        name=path.stem,
+        source_format="onnx",
+        source_path=path.resolve(),
+        sha256=hashlib.sha256(data).hexdigest(),
+        file_size=len(data),
+        input_shapes=input_shapes,
+    )
+
+
+def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
+    base = path.resolve().parent
+    for tensor in external_data_helper._get_all_tensors(proto):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        info = external_data_helper.ExternalDataInfo(tensor)
+        target = (base / info.location).resolve()
+        if base != target and base not in target.parents:
+            raise ExternalDataError(
+                f"{path.name} refers to weights outside its folder ({info.location}); "
+                "only external data next to the model is loaded. Move the data file beside the model."
+            )
+        if not target.is_file():
+            raise ExternalDataError(
+                f"{path.name} keeps weights in {info.location}, which is missing. Put it beside the model."
+            )
+    try:
+        external_data_helper.load_external_data_for_model(proto, str(base))
+    except (OSError, ValueError) as exc:
+        raise ExternalDataError(f"cannot read the external weights of {path.name}: {exc}") from exc
