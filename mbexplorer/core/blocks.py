@@ -171,69 +171,79 @@ def group_blocks(gi: GraphIndex) -> BlockGraph:
     hswish = _hswish_nodes(gi) - se
     segments = _segments(gi, act_nodes)
     convs = {i: c for i in act_nodes if (c := _conv_info(gi, i)) is not None and i not in se}
-
-    def seg_kind(seg: list[int]) -> str:
-        if any(convs.get(i) and convs[i].depthwise for i in seg):
-            return "dw"
-        if any(i in convs for i in seg):
-            return "conv"
-        if all(gi.nodes[i].op_type in ELEMENTWISE or i in se for i in seg):
-            return "eltwise"
-        return "other"
-
-    kinds = [seg_kind(s) for s in segments]
-    dws = [k for k, kind in enumerate(kinds) if kind == "dw"]
-    owner = [-1] * len(segments)  # segment -> group number, in order
+    kinds = [_segment_kind(gi, s, convs, se) for s in segments]
     groups: list[tuple[str, list[int]]] = []  # (kind, segment indices)
+    if "dw" in kinds:
+        _depthwise_groups(gi, segments, kinds, convs, groups)
+    else:
+        _plain_groups(kinds, groups)
+
+    blocks: list[Block] = []
+    node_block: dict[str, int] = {}
+    for gno, (kind, seg_ids) in enumerate(groups):
+        nodes = [i for k in seg_ids for i in segments[k]]
+        blocks.append(_describe(gi, gno, kind, nodes, convs, se, hswish))
+        for i in nodes:
+            node_block[gi.names[i]] = gno
+    _number_blocks(blocks)
+    _attach_constants(gi, blocks, node_block)
+    edges = _edges(gi, node_block)
+    return BlockGraph(blocks, node_block, edges, {gi.names[i] for i in se})
+
+
+def _segment_kind(gi: GraphIndex, seg: list[int], convs: dict, se: set[int]) -> str:
+    if any(convs.get(i) and convs[i].depthwise for i in seg):
+        return "dw"
+    if any(i in convs for i in seg):
+        return "conv"
+    if all(gi.nodes[i].op_type in ELEMENTWISE or i in se for i in seg):
+        return "eltwise"
+    return "other"
+
+
+def _depthwise_groups(gi: GraphIndex, segments: list[list[int]], kinds: list[str], convs: dict,
+                      groups: list[tuple[str, list[int]]]) -> None:
+    """Group the segments of a network of depthwise blocks: a stem, one block per depthwise conv (with its
+    projection and trailing element-wise ops), and a head."""
+    dws = [k for k, kind in enumerate(kinds) if kind == "dw"]
 
     def extend_eltwise(k: int) -> int:
         while k + 1 < len(segments) and kinds[k + 1] == "eltwise":
             k += 1
         return k
 
-    if not dws:
-        _plain_groups(kinds, groups)
-    else:
-        # stem: everything up to the first conv (and its trailing element-wise ops), plus any further
-        # non-pointwise convs before the first block.
-        first_conv = next((k for k, kind in enumerate(kinds) if kind in ("conv", "dw")), dws[0])
-        stem_end = -1
-        if first_conv < dws[0]:
-            stem_end = extend_eltwise(first_conv)
-            k = stem_end + 1
-            while k < dws[0]:  # a later full conv before the first block is still stem
-                if kinds[k] == "conv" and not _all_pointwise(segments[k], convs):
-                    stem_end = extend_eltwise(k)
-                    k = stem_end + 1
-                else:
-                    k += 1
-        if stem_end >= 0:
-            groups.append((STEM, list(range(0, stem_end + 1))))
-        start = stem_end + 1
-        for n, d in enumerate(dws):
-            nxt = dws[n + 1] if n + 1 < len(dws) else len(segments)
-            end = d
-            if not _projection_inside(gi, segments[d], convs):
-                p = next((k for k in range(d + 1, nxt) if kinds[k] == "conv"), None)
-                if p is not None:
-                    end = p
-            end = extend_eltwise(end)
-            groups.append(("block", list(range(start, end + 1))))
-            start = end + 1
-        if start < len(segments):
-            groups.append((HEAD, list(range(start, len(segments)))))
+    # stem: everything up to the first conv (and its trailing element-wise ops), plus any further
+    # non-pointwise convs before the first block.
+    first_conv = next((k for k, kind in enumerate(kinds) if kind in ("conv", "dw")), dws[0])
+    stem_end = -1
+    if first_conv < dws[0]:
+        stem_end = extend_eltwise(first_conv)
+        k = stem_end + 1
+        while k < dws[0]:  # a later full conv before the first block is still stem
+            if kinds[k] == "conv" and not _all_pointwise(segments[k], convs):
+                stem_end = extend_eltwise(k)
+                k = stem_end + 1
+            else:
+                k += 1
+    if stem_end >= 0:
+        groups.append((STEM, list(range(0, stem_end + 1))))
+    start = stem_end + 1
+    for n, d in enumerate(dws):
+        nxt = dws[n + 1] if n + 1 < len(dws) else len(segments)
+        end = d
+        if not _projection_inside(gi, segments[d], convs):
+            p = next((k for k in range(d + 1, nxt) if kinds[k] == "conv"), None)
+            if p is not None:
+                end = p
+        end = extend_eltwise(end)
+        groups.append(("block", list(range(start, end + 1))))
+        start = end + 1
+    if start < len(segments):
+        groups.append((HEAD, list(range(start, len(segments)))))
 
-    blocks: list[Block] = []
-    node_block: dict[str, int] = {}
-    for gno, (kind, seg_ids) in enumerate(groups):
-        nodes = [i for k in seg_ids for i in segments[k]]
-        for k in seg_ids:
-            owner[k] = gno
-        blocks.append(_describe(gi, gno, kind, nodes, convs, se, hswish))
-        for i in nodes:
-            node_block[gi.names[i]] = gno
-    _number_blocks(blocks)
-    # constant nodes (weight DequantizeLinear, Shape arithmetic) go with their first consumer
+
+def _attach_constants(gi: GraphIndex, blocks: list[Block], node_block: dict[str, int]) -> None:
+    """Constant nodes (weight DequantizeLinear, Shape arithmetic) go with their first consumer's block."""
     for i in sorted(gi.const_nodes, reverse=True):
         users = [j for t in gi.nodes[i].output for j in gi.consumers.get(t, ())]
         target = next((node_block[gi.names[j]] for j in users if gi.names[j] in node_block), 0 if blocks else None)
@@ -242,8 +252,6 @@ def group_blocks(gi: GraphIndex) -> BlockGraph:
             blocks[target].nodes.append(gi.names[i])
     for b in blocks:
         b.nodes.sort(key=gi.index.__getitem__)
-    edges = _edges(gi, node_block)
-    return BlockGraph(blocks, node_block, edges, {gi.names[i] for i in se})
 
 
 def _segments(gi: GraphIndex, act_nodes: list[int]) -> list[list[int]]:

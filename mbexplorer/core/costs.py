@@ -234,97 +234,132 @@ def _dtype_size(dtype: str) -> int:
 
 def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
     node = gi.nodes[i]
-    op = node.op_type
-    ins = [t for t in node.input]
-    in_shapes = [list(gi.shape(t)) if t and gi.shape(t) is not None else None for t in ins if t]
+    in_shapes = [list(gi.shape(t)) if gi.shape(t) is not None else None for t in node.input if t]
     out_shapes = [list(gi.shape(t)) if gi.shape(t) is not None else None for t in node.output if t]
-    is_const = i in gi.const_nodes
-    nc = NodeCost(gi.names[i], op, block, in_shapes, out_shapes, macs=0)
-    if not is_const:
-        nc.activation_bytes = sum(_bytes(gi, t) for t in node.output if t)
-    out = gi.shape(node.output[0]) if node.output else None
-    x = gi.shape(ins[0]) if ins and ins[0] else None
-    terms, params = nc.terms, nc.param_terms
+    nc = NodeCost(gi.names[i], node.op_type, block, in_shapes, out_shapes, macs=0)
+    if i in gi.const_nodes:
+        return nc  # computed once from weights and static shapes: neither work nor activation memory
+    nc.activation_bytes = sum(_bytes(gi, t) for t in node.output if t)
+    if node.op_type in FREE_OPS:
+        return nc  # moves or relabels data: memory, no arithmetic
+    op = _Op(gi, i, nc)
+    rule = _RULES.get(node.op_type)
+    if rule is None or rule(op) is False:
+        return op.unknown()
+    nc.macs = nc.terms.get("conv_macs", 0) + nc.terms.get("fc_macs", 0)
+    return nc
 
-    def weight(t: str | None, kind: str) -> None:
-        if not t:
-            return
-        src = gi.weight_source(t)
+
+class _Op:
+    """What a cost rule sees of one node: its inputs, first input and output shapes, and the node's cost
+    record, whose FLOP terms (``terms``) and parameter terms (``weight``) the rule fills in."""
+
+    def __init__(self, gi: GraphIndex, i: int, nc: NodeCost):
+        node = gi.nodes[i]
+        self.gi, self.i, self.nc = gi, i, nc
+        self.ins = list(node.input)
+        self.terms = nc.terms
+        self.out = gi.shape(node.output[0]) if node.output else None
+        self.x = gi.shape(self.ins[0]) if self.ins and self.ins[0] else None
+
+    def weight(self, t: str | None, kind: str) -> None:
+        """Count the initializer behind ``t`` (through DequantizeLinear and friends) as parameters of ``kind``."""
+        src = self.gi.weight_source(t) if t else None
         if src is None:
             return
-        params[kind] = params.get(kind, 0) + _numel(tuple(src.dims))
-        nc.weight_bytes += _numel(tuple(src.dims)) * max(1, _itemsize(src.data_type))
+        n = _numel(tuple(src.dims))
+        self.nc.param_terms[kind] = self.nc.param_terms.get(kind, 0) + n
+        self.nc.weight_bytes += n * max(1, _itemsize(src.data_type))
 
-    def unknown() -> NodeCost:
-        # no rule, but its constant inputs are still parameters held in memory: count them as weights (we
-        # cannot tell kernel from bias), so an op without a rule never shows 0 params or 0 weight bytes
-        for t in ins:
-            if t in gi.constants:
-                weight(t, "weight")
-        return _unknown(nc)
+    def unknown(self) -> NodeCost:
+        # No rule, but its constant inputs are still parameters held in memory: count them as weights (we
+        # cannot tell kernel from bias), so an op without a rule never shows 0 params or 0 weight bytes.
+        for t in self.ins:
+            if t in self.gi.constants:
+                self.weight(t, "weight")
+        return _unknown(self.nc)
 
-    if is_const or op in FREE_OPS:
-        return nc
-    if op in QUANT_OPS:
-        terms["quant"] = _numel(out)
-        return nc
-    if op in ("Conv", "ConvInteger", "QLinearConv"):
-        w_i, b_i = (3, 8) if op == "QLinearConv" else (1, 2)
-        w = gi.shape(ins[w_i]) if len(ins) > w_i else None
-        if w is None or out is None:
-            return unknown()
-        per_out = _numel(w[1:])  # (cin / groups) * kh * kw
-        terms["conv_macs"] = _numel(out) * per_out
-        weight(ins[w_i], "weight")
-        if len(ins) > b_i and ins[b_i]:
-            terms["conv_bias"] = _numel(out)
-            weight(ins[b_i], "conv_bias")
-    elif op in ("Gemm", "MatMul", "MatMulInteger", "QGemm"):
-        a, b = gi.shape(ins[0]), gi.shape(ins[1])
-        if a is None or out is None:
-            return unknown()
-        k = a[-1] if not (op == "Gemm" and gi.attr(i, "transA", 0)) else a[0]
-        terms["fc_macs"] = _numel(out) * k
-        if ins[1] in gi.constants:
-            weight(ins[1], "weight")
-        if op == "Gemm" and len(ins) > 2 and ins[2]:
-            terms["fc_bias"] = _numel(out)
-            weight(ins[2], "fc_bias")
-        del b
-    elif op == "BatchNormalization":
-        terms["bn"] = _numel(x)
-        for t in ins[1:3]:
-            weight(t, "bn_affine")
-        for t in ins[3:5]:
-            weight(t, "bn_stats")
-    elif op in _ACT_TERMS:
-        terms[_ACT_TERMS[op]] = _numel(out)
-        if op == "PRelu":
-            weight(ins[1], "other")
-    elif op in ("GlobalAveragePool", "ReduceMean"):
-        terms["gap_in"] = _numel(x)
-        terms["gap_out"] = _numel(out)
-    elif op in ("AveragePool", "MaxPool", "GlobalMaxPool"):
-        kind = "avgpool" if op == "AveragePool" else "maxpool"
-        terms[f"{kind}_in"] = _numel(x)
-        terms[f"{kind}_out"] = _numel(out)
-    elif op in ("Add", "Sub", "Sum"):
-        acts = gi.activation_inputs(i)
-        src = gi.producer.get(acts[0]) if acts else None
-        if len(acts) == 1 and src is not None and gi.nodes[src].op_type in ("MatMul", "MatMulInteger"):
-            # MatMul + Add(constant) is how exporters write a Linear layer: the constant is its bias
-            terms["fc_bias"] = _numel(out)
-            for t in ins:
-                if t and t in gi.constants:
-                    weight(t, "fc_bias")
-        else:
-            terms["add"] = _numel(out)
-    elif op in ("Mul", "Div"):
-        terms["mul"] = _numel(out)
+
+def _quant(op: _Op) -> None:
+    op.terms["quant"] = _numel(op.out)
+
+
+def _conv(op: _Op) -> bool | None:
+    w_i, b_i = (3, 8) if op.nc.op_type == "QLinearConv" else (1, 2)
+    w = op.gi.shape(op.ins[w_i]) if len(op.ins) > w_i else None
+    if w is None or op.out is None:
+        return False
+    op.terms["conv_macs"] = _numel(op.out) * _numel(w[1:])  # per output: (cin / groups) * kh * kw
+    op.weight(op.ins[w_i], "weight")
+    if len(op.ins) > b_i and op.ins[b_i]:
+        op.terms["conv_bias"] = _numel(op.out)
+        op.weight(op.ins[b_i], "conv_bias")
+    return None
+
+
+def _fc(op: _Op) -> bool | None:
+    a, kind = op.gi.shape(op.ins[0]), op.nc.op_type
+    if a is None or op.out is None:
+        return False
+    k = a[0] if kind == "Gemm" and op.gi.attr(op.i, "transA", 0) else a[-1]
+    op.terms["fc_macs"] = _numel(op.out) * k
+    if op.ins[1] in op.gi.constants:
+        op.weight(op.ins[1], "weight")
+    if kind == "Gemm" and len(op.ins) > 2 and op.ins[2]:
+        op.terms["fc_bias"] = _numel(op.out)
+        op.weight(op.ins[2], "fc_bias")
+    return None
+
+
+def _bn(op: _Op) -> None:
+    op.terms["bn"] = _numel(op.x)
+    for t in op.ins[1:3]:
+        op.weight(t, "bn_affine")
+    for t in op.ins[3:5]:
+        op.weight(t, "bn_stats")
+
+
+def _activation(op: _Op) -> None:
+    op.terms[_ACT_TERMS[op.nc.op_type]] = _numel(op.out)
+    if op.nc.op_type == "PRelu":
+        op.weight(op.ins[1], "other")
+
+
+def _pool(op: _Op) -> None:
+    kind = {"GlobalAveragePool": "gap", "ReduceMean": "gap", "AveragePool": "avgpool"}.get(op.nc.op_type, "maxpool")
+    op.terms[f"{kind}_in"] = _numel(op.x)
+    op.terms[f"{kind}_out"] = _numel(op.out)
+
+
+def _add(op: _Op) -> None:
+    acts = op.gi.activation_inputs(op.i)
+    src = op.gi.producer.get(acts[0]) if acts else None
+    if len(acts) == 1 and src is not None and op.gi.nodes[src].op_type in ("MatMul", "MatMulInteger"):
+        # MatMul + Add(constant) is how exporters write a Linear layer: the constant is its bias
+        op.terms["fc_bias"] = _numel(op.out)
+        for t in op.ins:
+            if t and t in op.gi.constants:
+                op.weight(t, "fc_bias")
     else:
-        return unknown()
-    nc.macs = terms.get("conv_macs", 0) + terms.get("fc_macs", 0)
-    return nc
+        op.terms["add"] = _numel(op.out)
+
+
+def _mul(op: _Op) -> None:
+    op.terms["mul"] = _numel(op.out)
+
+
+# op type -> cost rule; a rule returns False when shapes it needs are unknown (the node is then not counted)
+_RULES = {
+    **dict.fromkeys(QUANT_OPS, _quant),
+    **dict.fromkeys(("Conv", "ConvInteger", "QLinearConv"), _conv),
+    **dict.fromkeys(("Gemm", "MatMul", "MatMulInteger", "QGemm"), _fc),
+    "BatchNormalization": _bn,
+    **dict.fromkeys(_ACT_TERMS, _activation),
+    **dict.fromkeys(("GlobalAveragePool", "ReduceMean", "AveragePool", "MaxPool", "GlobalMaxPool"), _pool),
+    **dict.fromkeys(("Add", "Sub", "Sum"), _add),
+    "Mul": _mul,
+    "Div": _mul,
+}
 
 
 def _unknown(nc: NodeCost) -> NodeCost:

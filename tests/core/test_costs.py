@@ -311,3 +311,21 @@ def test_constant_add_is_a_bias_only_after_matmul():
     assert r.params(r.by_name["shift"]) == 0 and r.by_name["shift"].terms == {"add": 8}
     assert r.params(r.by_name["fc_bias"]) == 4 and r.params(r.by_name["fc"]) == 32
     assert r.totals()["macs"] == 32
+
+
+def test_every_op_that_runs_counts_its_output_memory():
+    """Activation memory is the bytes each op that runs writes, free ops (Flatten, Reshape) included; constant
+    subgraphs (computed once from weights) write none."""
+    import math
+
+    from mbexplorer.core.analysis import build_job, run
+
+    a = run(build_job("mobilenet_v2", 0.5, 160))
+    gi = a.index
+    free = 0
+    for i, node in enumerate(gi.nodes):
+        nc = a.costs.by_name[gi.names[i]]
+        want = 0 if i in gi.const_nodes else sum(math.prod(gi.shape(t)) * 4 for t in node.output if t)
+        assert nc.activation_bytes == want, node.name
+        free += node.op_type in ("Flatten", "Reshape") and want > 0
+    assert free >= 1
