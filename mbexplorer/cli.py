@@ -2,6 +2,9 @@
 
 Errors caused by input (``MbxError``) print one line and exit 1; nothing prints a traceback unless
 ``--debug`` is given.
+
+Start-up imports only what parsing the arguments needs (no numpy, onnx, onnxruntime, PIL or Qt: together
+about a second); each command imports the rest when it runs, so ``--help`` and argument errors are instant.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import os
 import sys
 from pathlib import Path
 
-from .core import builder
 from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .core.errors import MbxError
+from .core.families import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
 from .core.formatting import si
 
 
@@ -89,6 +92,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_build(args) -> int:
+    from .core import builder
+
     loaded = builder.build(args.family, args.width, args.resolution, args.classes, fold_bn=args.fold_bn,
                            rounding=args.rounding, seed=args.seed)
     _save(loaded, Path(args.output), loaded.name)
@@ -96,10 +101,10 @@ def cmd_build(args) -> int:
 
 
 def _save(model, out: Path, what: str) -> None:
-    import onnx
+    from .core.onnx_write import save_model
 
     try:
-        onnx.save(model.model, str(out))
+        save_model(model.model, out)
     except OSError as exc:
         raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
     print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, input {model.inputs[0].describe()}, "
@@ -213,12 +218,12 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("model", nargs="?", help="model file to open")
     g.add_argument("--screenshot", metavar="OUT.png", help="render the window, save it and exit")
     g.add_argument("--images", nargs="+", metavar="IMAGE", help="images or folders to classify in the Classify tab")
-    g.add_argument("--build", choices=builder.FAMILIES, help="open a freshly built model instead of a file")
+    g.add_argument("--build", choices=FAMILIES, help="open a freshly built model instead of a file")
     g.add_argument("--width", type=float, default=1.0)
     g.add_argument("--resolution", type=int, default=224)
     g.add_argument("--classes", type=int, default=1000)
     g.add_argument("--fold-bn", action="store_true")
-    g.add_argument("--rounding", choices=builder.ROUNDINGS, default="torchvision")
+    g.add_argument("--rounding", choices=ROUNDINGS, default="torchvision")
     g.set_defaults(func=cmd_gui)
 
     s = sub.add_parser("summary", help="per-block and per-layer params, MACs and FLOPs")
@@ -267,12 +272,13 @@ def make_parser() -> argparse.ArgumentParser:
     cv.set_defaults(func=cmd_convert)
 
     b = sub.add_parser("build", help="build a MobileNet as ONNX")
-    b.add_argument("family", choices=builder.FAMILIES)
-    b.add_argument("--width", type=float, default=1.0, help="width multiplier (0.25 ... 2.0)")
-    b.add_argument("--resolution", type=int, default=224, help="input size in pixels (96 ... 320)")
+    b.add_argument("family", choices=FAMILIES)
+    b.add_argument("--width", type=float, default=1.0, help="width multiplier ({} ... {})".format(*WIDTH_RANGE))
+    b.add_argument("--resolution", type=int, default=224,
+                   help="input size in pixels ({} ... {})".format(*RESOLUTION_RANGE))
     b.add_argument("--classes", type=int, default=1000)
     b.add_argument("--fold-bn", action="store_true", help="fold BatchNormalization into the convolutions")
-    b.add_argument("--rounding", choices=builder.ROUNDINGS, default="torchvision",
+    b.add_argument("--rounding", choices=ROUNDINGS, default="torchvision",
                    help="channel rounding: torchvision make_divisible(8), PaddleClas int(c * width), or tfslim "
                         "(MobileNetV3 as TF-slim and the V3 paper: expansion from the scaled input)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
@@ -329,11 +335,22 @@ _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
 
 def _drop_stdout() -> None:
+    """Point the process's stdout at devnull, so that the flush at exit of what is still buffered does not fail
+    again. Only the real stdout: a stream put in its place (main() called in-process, pytest's capture,
+    redirect_stdout) and the descriptor under it belong to the caller, who flushes it."""
+    if sys.stdout is not sys.__stdout__:
+        return
     try:
+        fd = sys.stdout.fileno()
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # stdout is not a file (main() called in-process): nothing to redirect
+    except (OSError, ValueError):  # stdout closed or not a file: nothing to redirect
+        return
+    try:
+        os.dup2(devnull, fd)
+    except OSError:
         pass
+    finally:
+        os.close(devnull)  # fd keeps devnull open
 
 
 if __name__ == "__main__":

@@ -6,9 +6,9 @@ One :class:`Analysis` is what the GUI shows and the CLI summarises. ``open_job``
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 from . import builder
 from .blocks import BlockGraph, group_blocks

@@ -432,7 +432,7 @@ def _number_blocks(blocks: list[Block]) -> None:
 
 def _edges(gi: GraphIndex, node_block: dict[str, int]) -> list[tuple[int, int]]:
     edges: list[tuple[int, int]] = []
-    for i, node in enumerate(gi.nodes):
+    for i in range(len(gi.nodes)):
         if i in gi.const_nodes:
             continue
         dst = node_block.get(gi.names[i])

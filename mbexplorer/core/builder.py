@@ -15,21 +15,17 @@ where torchvision scales the expansion and the last layer directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from .errors import BuildError
+from .families import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
 from .model import LoadedModel, from_proto
+from .onnx_write import GraphWriter
 
-FAMILIES = ("mobilenet_v1", "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small")
-ROUNDINGS = ("torchvision", "paddle", "tfslim")
-WIDTH_RANGE = (0.25, 2.0)
-RESOLUTION_RANGE = (96, 320)
-OPSET = 17
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
@@ -74,16 +70,16 @@ class BuildSpec:
             raise BuildError(f"unknown channel rounding '{self.rounding}'; choose one of {', '.join(ROUNDINGS)}.")
 
 
-class _GraphWriter:
-    """Appends nodes and initializers; takes a parameter from ``weights`` when given, else draws it."""
+class _Builder(GraphWriter):
+    """Writes the layers; takes a parameter from ``weights`` when given, else draws it. Node and parameter
+    names come from the architecture (state-dict names), unique by construction."""
 
     def __init__(self, spec: BuildSpec, weights: Mapping[str, np.ndarray]):
+        super().__init__()
         self.spec = spec
         self.rng = np.random.default_rng(spec.seed)
         self.weights = weights
         self.used: set[str] = set()
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, np.ndarray] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}  # every parameter the architecture has, by name
 
     # parameters ------------------------------------------------------------------------------
@@ -101,28 +97,24 @@ class _GraphWriter:
         fan_in = int(np.prod(shape[1:]))
         return self.rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
 
-    def add_init(self, name: str, value: np.ndarray) -> str:
-        self.inits[name] = value
-        return name
-
     def const(self, name: str, value) -> str:
         if name not in self.inits:
-            self.inits[name] = np.asarray(value, dtype=np.float32)
+            self.add_initializer(name, np.asarray(value, dtype=np.float32))
         return name
 
     def node(self, op: str, inputs: list[str], name: str, **attrs) -> str:
         out = f"{name}.out"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
+        self.add_node(op, inputs, [out], name, **attrs)
         return out
 
     # layers ----------------------------------------------------------------------------------
     def conv(self, x: str, name: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
              bias: bool = False) -> str:
         w = self.param(f"{name}.weight", (cout, cin // groups, k, k), self._he)
-        inputs = [x, self.add_init(f"{name}.weight", w)]
+        inputs = [x, self.add_initializer(f"{name}.weight", w)]
         if bias:
             b = self.param(f"{name}.bias", (cout,), lambda s: self.rng.standard_normal(s) * 0.01)
-            inputs.append(self.add_init(f"{name}.bias", b))
+            inputs.append(self.add_initializer(f"{name}.bias", b))
         pad = (k - 1) // 2
         return self.node("Conv", inputs, name, kernel_shape=[k, k], strides=[stride, stride],
                          pads=[pad, pad, pad, pad], group=groups)
@@ -141,12 +133,12 @@ class _GraphWriter:
             scale = gamma / np.sqrt(var + eps)
             wf = (w * scale[:, None, None, None]).astype(np.float32)
             bf = (beta - mean * scale).astype(np.float32)
-            return self.node("Conv", [x, self.add_init(f"{conv_name}.weight", wf),
-                                      self.add_init(f"{conv_name}.bias", bf)], conv_name, **conv_attrs)
-        y = self.node("Conv", [x, self.add_init(f"{conv_name}.weight", w)], conv_name, **conv_attrs)
+            return self.node("Conv", [x, self.add_initializer(f"{conv_name}.weight", wf),
+                                      self.add_initializer(f"{conv_name}.bias", bf)], conv_name, **conv_attrs)
+        y = self.node("Conv", [x, self.add_initializer(f"{conv_name}.weight", w)], conv_name, **conv_attrs)
         return self.node(
             "BatchNormalization",
-            [y] + [self.add_init(f"{bn_name}.{p}", v) for p, v in
+            [y] + [self.add_initializer(f"{bn_name}.{p}", v) for p, v in
                    (("weight", gamma), ("bias", beta), ("running_mean", mean), ("running_var", var))],
             bn_name, epsilon=eps)
 
@@ -172,8 +164,8 @@ class _GraphWriter:
     def linear(self, x: str, name: str, cin: int, cout: int) -> str:
         w = self.param(f"{name}.weight", (cout, cin), lambda s: self.rng.standard_normal(s) * np.sqrt(1.0 / cin))
         b = self.param(f"{name}.bias", (cout,), lambda s: np.zeros(s))
-        return self.node("Gemm", [x, self.add_init(f"{name}.weight", w), self.add_init(f"{name}.bias", b)],
-                         name, transB=1)
+        inputs = [x, self.add_initializer(f"{name}.weight", w), self.add_initializer(f"{name}.bias", b)]
+        return self.node("Gemm", inputs, name, transB=1)
 
     def pool_flatten(self, x: str, name: str) -> str:
         y = self.node("GlobalAveragePool", [x], name)
@@ -184,7 +176,7 @@ class _GraphWriter:
 # Architectures
 
 
-def _v1(g: _GraphWriter, x: str) -> str:
+def _v1(g: _Builder, x: str) -> str:
     s = g.spec
     c = s.channels
     cin = c(32)
@@ -204,7 +196,7 @@ def _v1(g: _GraphWriter, x: str) -> str:
     return g.linear(x, "classifier", cin, s.num_classes)
 
 
-def _v2(g: _GraphWriter, x: str) -> str:
+def _v2(g: _Builder, x: str) -> str:
     s = g.spec
     c = s.channels
     cin = c(32)
@@ -255,7 +247,7 @@ _V3_SMALL = [
 ]
 
 
-def _v3(g: _GraphWriter, x: str, large: bool) -> str:
+def _v3(g: _Builder, x: str, large: bool) -> str:
     s = g.spec
     c = s.channels
     setting = _V3_LARGE if large else _V3_SMALL
@@ -299,9 +291,9 @@ def _v3(g: _GraphWriter, x: str, large: bool) -> str:
     return g.linear(x, "classifier.3", last, s.num_classes)
 
 
-def _write(spec: BuildSpec, weights: Mapping[str, np.ndarray]) -> _GraphWriter:
+def _write(spec: BuildSpec, weights: Mapping[str, np.ndarray]) -> _Builder:
     spec.validate()
-    g = _GraphWriter(spec, weights)
+    g = _Builder(spec, weights)
     x = INPUT_NAME
     if spec.family == "mobilenet_v1":
         y = _v1(g, x)
@@ -309,7 +301,7 @@ def _write(spec: BuildSpec, weights: Mapping[str, np.ndarray]) -> _GraphWriter:
         y = _v2(g, x)
     else:
         y = _v3(g, x, large=spec.family == "mobilenet_v3_large")
-    g.nodes.append(helper.make_node("Identity", [y], [OUTPUT_NAME], name="output"))
+    g.add_node("Identity", [y], [OUTPUT_NAME], "output")
     unused = set(weights) - g.used
     if unused:
         example = next(iter(g.shapes))
@@ -329,20 +321,12 @@ def parameter_shapes(family: str, width: float = 1.0, resolution: int = 224, num
 def build_proto(spec: BuildSpec, weights: Mapping[str, np.ndarray] | None = None) -> onnx.ModelProto:
     g = _write(spec, weights or {})
     r = spec.resolution
-    graph = helper.make_graph(
-        g.nodes,
-        spec.name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["batch", 3, r, r])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", spec.num_classes])],
-        initializer=[numpy_helper.from_array(v, name=k) for k, v in g.inits.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="mbexplorer-builder", ir_version=8)
+    g.add_input(INPUT_NAME, np.float32, ["batch", 3, r, r])
+    g.add_output(OUTPUT_NAME, np.float32, ["batch", spec.num_classes])
     meta = {"family": spec.family, "width": f"{spec.width:g}", "resolution": str(r),
             "num_classes": str(spec.num_classes), "channel_rounding": spec.rounding,
             "bn_folded": str(spec.fold_bn).lower(), "weights": "supplied" if weights else f"random(seed={spec.seed})"}
-    helper.set_model_props(model, meta)
-    return model
+    return g.to_model(spec.name, "mbexplorer-builder", meta)
 
 
 def build(family: str, width: float = 1.0, resolution: int = 224, num_classes: int = 1000, *,

@@ -3,8 +3,10 @@
 The job gets the images still to do and one :class:`Slot` per model (the shown model, and the one it is
 compared with). Per image it decodes once, makes the thumbnail from that decode, runs every slot's model
 and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Progress``. Classifiers (one
-onnxruntime session each) are built once per model: the panel keeps them in ``cache`` across runs, keyed by
-slot key, and another preset or decoding of the same model reuses its session.
+onnxruntime session each) are built once per model: the panel keeps them across runs, keyed by slot key, and
+another preset or decoding of the same model reuses its session. The job only reads the ``cache`` it is
+given (a snapshot: the panel's own dict belongs to the UI thread) and yields a :class:`ClassifierReady` for
+each classifier it builds, which the panel stores.
 
 Results carry the ``key`` (slot, model serial, preset, fast decode) they were computed for. The panel keeps a
 result only while its key is current, so events from a run that was cancelled for a newer request are still
@@ -14,9 +16,9 @@ good if they match, and harmless if they do not.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -24,7 +26,7 @@ from PIL import Image
 from . import builder
 from .errors import MbxError
 from .inference import Classifier, Prediction, TopK, top_k
-from .jobs import Job, Progress
+from .jobs import Job, Progress, checkpoint
 from .labels import labels_for
 from .loading import load
 from .model import LoadedModel
@@ -82,6 +84,14 @@ class ModelReady:
 
 
 @dataclass
+class ClassifierReady:
+    """Event: the job built a classifier for ``key``; the panel keeps it for later runs (the job never writes
+    into the cache it was given)."""
+    key: tuple
+    classifier: Classifier
+
+
+@dataclass
 class SlotFailed:
     """Event: a slot's model could not be loaded or made into a classifier; its images are skipped."""
     slot: str
@@ -93,9 +103,10 @@ def _message(exc: Exception) -> str:
     return str(exc) if isinstance(exc, MbxError) else f"{type(exc).__name__}: {exc}"
 
 
-def classify_job(tasks: list[Task], slots: list[Slot], cache: dict, fast: bool = False) -> Job:
-    """Decode, thumbnail and classify ``tasks``; returns how many images were done. ``fast``: JPEGs decode
-    at the reduced scale the slots' presets allow (``preprocess.decode``)."""
+def classify_job(tasks: list[Task], slots: list[Slot], cache: Mapping, fast: bool = False) -> Job:
+    """Decode, thumbnail and classify ``tasks``; returns how many images were done. ``cache``: classifiers by
+    slot key, read only. ``fast``: JPEGs decode at the reduced scale the slots' presets allow
+    (``preprocess.decode``)."""
     n = len(tasks)
     by_name = {s.name: s for s in slots}
     ready: dict[str, Classifier] = {}
@@ -124,11 +135,12 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: dict, fast: bool =
                     pre = preprocess_for(slot.model, slot.preset)
                     # the same model under another preset or decoding shares its onnxruntime session
                     same = next((c for k, c in cache.items() if k[:2] == slot.key[:2]), None)
-                    clf = cache[slot.key] = same.with_preprocess(pre) if same else Classifier(slot.model, pre)
+                    clf = same.with_preprocess(pre) if same else Classifier(slot.model, pre)
                 except Exception as exc:  # a model that cannot run here: say so, go on with the other slot
                     failed.add(slot.name)
                     yield SlotFailed(slot.name, slot.key, _message(exc))
                     continue
+                yield ClassifierReady(slot.key, clf)
             ready[slot.name] = clf
         wanted = [s for s in wanted if s.name in ready]
         yield _one(task, wanted, ready, fast)
@@ -163,6 +175,7 @@ def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool
         thumb.thumbnail((THUMB, THUMB), Image.BILINEAR)
         done.thumb = thumb
     for slot in slots:
+        checkpoint()  # a model may take long on a large input: a cancel need not wait for the next image
         clf = ready[slot.name]
         result = SlotResult(slot.key, clf.model.name, clf.preprocess.describe(), clf.model.labels)
         try:

@@ -14,7 +14,7 @@ import csv
 import io
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import onnx
@@ -224,7 +224,7 @@ def _bytes(gi: GraphIndex, t: str) -> int:
     return _numel(shape) * _dtype_size(dtype)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _dtype_size(dtype: str) -> int:
     try:
         return np.dtype(dtype).itemsize
@@ -369,7 +369,7 @@ def _unknown(nc: NodeCost) -> NodeCost:
     return nc
 
 
-@lru_cache(maxsize=None)
+@cache
 def _itemsize(data_type: int) -> int:
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize

@@ -25,7 +25,7 @@ class GraphIndex:
         self.graph_inputs = [vi.name for vi in g.input if vi.name not in self.initializers]
         self.graph_outputs = [vi.name for vi in g.output]
         self.nodes: list[onnx.NodeProto] = toposort(list(g.node))
-        self.names: list[str] = _unique_names(self.nodes)
+        self.names: list[str] = [n.name for n in self.nodes]  # unique: ``from_proto`` names every node
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = defaultdict(list)
@@ -84,16 +84,3 @@ class GraphIndex:
                 return onnx.helper.get_attribute_value(a)
         return default
 
-
-def _unique_names(nodes: list[onnx.NodeProto]) -> list[str]:
-    seen: dict[str, int] = {}
-    names = []
-    for i, n in enumerate(nodes):
-        base = n.name or f"{n.op_type}_{i}"
-        if base in seen:
-            seen[base] += 1
-            base = f"{base}#{seen[base]}"
-        else:
-            seen[base] = 0
-        names.append(base)
-    return names

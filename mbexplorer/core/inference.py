@@ -1,4 +1,5 @@
-"""Classifying images with onnxruntime: one session per model, reused; top-k with labels; timings.
+"""Classifying images with onnxruntime: one session per model (built by ``runtime``), reused; top-k with labels;
+timings.
 
 Scores are probabilities: a model that ends in Softmax (possibly behind quantize/dequantize or a reshape)
 is taken as it is; one that outputs logits gets a softmax here.
@@ -12,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from .labels import labels_for
 from .model import LoadedModel
 from .preprocess import Preprocess, decode, for_model
+from .runtime import Session
 
 _PASS_THROUGH = {"Identity", "Reshape", "Squeeze", "Flatten", "DequantizeLinear", "QuantizeLinear", "Cast"}
 
@@ -68,30 +69,24 @@ class Classifier:
                  threads: int | None = None):
         self.model = model
         self.preprocess = preprocess or for_model(model)
-        opts = ort.SessionOptions()
-        # onnxruntime warns about every initializer its optimizer leaves unused (a Q/DQ pair it folded, say):
-        # noise on a user's terminal, not a problem with the model
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(model.model.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        outs = self.session.get_outputs()
+        self.runtime = Session(model, threads=threads)
+        self.session = self.runtime.session  # the onnxruntime session itself, for callers that time it bare
+        self.input_name = self.runtime.input_names[0]
+        outs = self.runtime.outputs
         self.output_name = next((o.name for o in outs if len(o.shape) == 2), outs[0].name)
         self.probabilities = ends_in_softmax(model, self.output_name)
         n = next((o.shape[-1] for o in outs if o.name == self.output_name), None)
         self.num_classes = n if isinstance(n, int) else None
         self.labels = labels_for(self.num_classes, model.labels, labels) if self.num_classes else None
 
-    def with_preprocess(self, preprocess: Preprocess) -> "Classifier":
+    def with_preprocess(self, preprocess: Preprocess) -> Classifier:
         """The same model and session with other preprocessing: a change of preset builds no new session."""
         other = copy.copy(self)
         other.preprocess = preprocess
         return other
 
     def scores(self, tensor: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.output_name], {self.input_name: tensor})[0]
+        out = self.runtime.run({self.input_name: tensor}, [self.output_name])[self.output_name]
         out = np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)[0]
         if not self.probabilities:
             # some exports drop the Softmax node but still output probabilities

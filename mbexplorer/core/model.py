@@ -12,10 +12,10 @@ import hashlib
 import heapq
 import json
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -64,7 +64,7 @@ class LoadedModel:
     dtypes: dict[str, str] = field(repr=False, default_factory=dict)
     preprocessing: object | None = None  # filled by importers / the preprocessing module
     labels: list[str] | None = None
-    float_twin: "LoadedModel | None" = None  # quantized sources: the same graph with float weights
+    float_twin: LoadedModel | None = None  # quantized sources: the same graph with float weights
 
     @property
     def graph(self) -> onnx.GraphProto:
@@ -88,6 +88,7 @@ def from_proto(
     opset = _check_opset(proto, name)
     _check_operators(proto, name)
     _sort_nodes(proto)
+    _name_nodes(proto)
     _check_dangling(proto, name)
     _fix_input_shapes(proto, name, input_shapes or {})
     shapes, dtypes = _infer_shapes(proto, name)
@@ -122,6 +123,28 @@ def _sort_nodes(proto: onnx.ModelProto) -> None:
             c.CopyFrom(n)
         del proto.graph.node[:]
         proto.graph.node.extend(copies)
+
+
+def _name_nodes(proto: onnx.ModelProto) -> None:
+    """Give every node a unique name, written into the model: onnxruntime refuses two nodes of one name, and
+    its profiling, the quantizer's node lists and the app's tables all refer to nodes by name. An unnamed
+    node becomes ``{op_type}_{i}`` (``i`` its topological position); a repeated name gets ``_1``, ``_2``, …
+    (not ``#1``: other tools take these names into identifiers and file names). A new name never takes one
+    that a node already has."""
+    nodes = proto.graph.node
+    taken = {n.name for n in nodes if n.name}
+    kept: set[str] = set()
+    suffix: dict[str, int] = {}  # next suffix to try per base: many duplicates stay linear
+    for i, node in enumerate(nodes):
+        if node.name and node.name not in kept:
+            kept.add(node.name)
+            continue
+        base = new = node.name or f"{node.op_type}_{i}"
+        while new in taken:
+            suffix[base] = suffix.get(base, 0) + 1
+            new = f"{base}_{suffix[base]}"
+        taken.add(new)
+        node.name = new
 
 
 def _check_dangling(proto: onnx.ModelProto, name: str) -> None:
@@ -269,7 +292,8 @@ def _infer_shapes(proto: onnx.ModelProto, name: str) -> tuple[dict, dict]:
         inferred = shape_inference.infer_shapes(probe, data_prop=True)
     except Exception as exc:  # onnx raises several types (InferenceError, ValidationError, RuntimeError)
         raise ModelLoadError(
-            f"{name}: ONNX shape inference failed: {str(exc).splitlines()[0]}. The graph is inconsistent; export it again."
+            f"{name}: ONNX shape inference failed: {str(exc).splitlines()[0]}. "
+            "The graph is inconsistent; export it again."
         ) from exc
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, str] = {}
@@ -293,7 +317,7 @@ def _infer_shapes(proto: onnx.ModelProto, name: str) -> tuple[dict, dict]:
     return shapes, dtypes
 
 
-@lru_cache(maxsize=None)  # a handful of element types, asked once per tensor: 27k times for a 10k-node graph
+@cache  # a handful of element types, asked once per tensor: 27k times for a 10k-node graph
 def _np_dtype(elem_type: int) -> str:
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name

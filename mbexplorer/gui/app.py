@@ -13,16 +13,19 @@ from PySide6.QtWidgets import QApplication, QStyleFactory
 
 from .main_window import MainWindow
 from .recent import APP, ORG
+from .workers import install_collector
 
 SCREENSHOT_SIZE = (1440, 900)
 SCREENSHOT_TIMEOUT_MS = 180_000
 
 
 def make_app(argv: list[str] | None = None) -> QApplication:
-    """The QApplication, created once; names set for QSettings; the same look on every platform."""
+    """The QApplication, created once; names set for QSettings; the same look on every platform; garbage
+    collected on its thread only, by timer (``workers.install_collector``: jobs run on worker threads)."""
     app = QApplication.instance()
     if app is None:
         app = QApplication(list(argv) if argv else [sys.argv[0] if sys.argv else "mbexplorer"])
+    install_collector(app)
     app.setOrganizationName(ORG)
     app.setApplicationName(APP)
     app.setApplicationDisplayName("mbexplorer")

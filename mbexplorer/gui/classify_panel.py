@@ -4,13 +4,16 @@ What is shown follows the settings live. Every result remembers the key (slot, m
 decode) it was computed for; a change of model, preset or decoding makes results stale and starts a run for
 what is stale or missing only, so adding images classifies just those, and a compare model runs alone beside the results
 already there. A change of k or of the label file re-slices the stored scores without running anything.
-One run at a time: a new request cancels the running one (its results that still match are kept).
+One run at a time (the "classify" lane of the window's task registry): a new request cancels the running one
+(its results that still match are kept). Classifiers are cached across runs here, on the UI thread: a run
+reads a snapshot and sends back each classifier it builds (``ClassifierReady``).
 Stale results of the same model stay on screen, greyed, until the new ones arrive, so nothing jumps.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -29,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from mbexplorer.core.classify import (
+    ClassifierReady,
     ImageDone,
     ModelReady,
     Slot,
@@ -49,6 +53,7 @@ from .builder_dialog import FAMILY_TITLES, BuilderDialog
 from .classify_details import DetailsView, Entry, Labels, Shown
 from .job_status import JobStatus
 from .preprocess_dialog import PreprocessDialog
+from .tasks import Tasks
 from .topk_view import (
     AGREE,
     DIFFER,
@@ -60,6 +65,7 @@ from .topk_view import (
 )
 from .workers import JobHandle
 
+LANE = "classify"  # this tab's lane in the task registry
 CHOICES = [p for p in PRESETS if p != "custom"]
 LABELS_TIP = "Class names: a label file, else the model's own, else ImageNet's"
 COMPARE_TIP = "Classify the same images with a second model, side by side"
@@ -74,8 +80,9 @@ class ClassifyPanel(QWidget):
     statusMessage = Signal(str, int)
     runFinished = Signal()  # a run classified everything it was asked to
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, tasks: Tasks | None = None):
         super().__init__(parent)
+        self.tasks = tasks if tasks is not None else Tasks(self)  # the window's; a panel alone has its own
         self.model = None  # the LoadedModel on screen
         self.compare = None  # {"serial", "title", "load", "model"} of the model compared with
         self.serial = {"A": 0, "B": 0}  # bumped whenever a slot's model changes
@@ -84,9 +91,7 @@ class ClassifyPanel(QWidget):
         self.by_path: dict[Path, Entry] = {}
         self.user_labels: list[str] | None = None
         self.labels_path: Path | None = None
-        self.cache: dict = {}  # key -> Classifier, shared with the running job
-        self.job: JobHandle | None = None
-        self._retired: set[JobHandle] = set()
+        self.cache: dict = {}  # key -> Classifier; only this (the UI) thread touches it
         self.model_pending = False  # a model is loading: hold runs until it is shown
         self._held = False
         self.runs = 0  # runs started (a change of k must not start one)
@@ -95,6 +100,7 @@ class ClassifyPanel(QWidget):
         self.custom_options: dict | None = None  # the custom preset's fields, once the user has set them
         self._preset_index = 0  # the preset in force (the combo shows 'custom…' while its dialog is open)
         self.job_status = JobStatus()  # the window puts it in its status bar
+        self.job_status.follow(self.tasks, LANE)
         self.job_status.cancel_button.setToolTip("Stop classifying; the results so far stay")
         self.job_status.cancelRequested.connect(self.cancel)
         self._build()
@@ -314,6 +320,11 @@ class ClassifyPanel(QWidget):
         return dlg
 
     # running -------------------------------------------------------------------------------------
+    @property
+    def job(self) -> JobHandle | None:
+        """The running classification, if any."""
+        return self.tasks.current(LANE)
+
     def key(self, slot: str) -> tuple:
         return (slot, self.serial[slot], self.preset_choice(self._preset_index), self.fast.isChecked())
 
@@ -342,58 +353,45 @@ class ClassifyPanel(QWidget):
             todo = tuple(s.name for s in slots if (r := e.results.get(s.name)) is None or r.key != s.key)
             if e.thumb is None or todo:
                 tasks.append(Task(e.path, e.thumb is None, todo))
-        current = {s.key[:2] for s in slots}
+        current = self._shown_models()
         for k in [k for k in self.cache if k[:2] not in current]:
             del self.cache[k]  # sessions of models no longer shown: their memory goes
         self._stop_job()
         if not tasks and all(s.model is not None for s in slots):
             self._refresh_all()
             return None
-        cache = self.cache
+        # The job reads a frozen copy: the worker thread never touches self.cache, which this thread prunes.
+        cache = MappingProxyType(dict(self.cache))
         fast = self.fast.isChecked()
-        job = JobHandle(lambda: classify_job(tasks, slots, cache, fast), "Classifying…", self)
-        job.done.connect(job.deleteLater)
-        job.progress.connect(lambda f, m, j=job: self._on_progress(j, f, m))
+        label = f"Classifying {len(tasks)} image{'s' * (len(tasks) != 1)}…"
+        job = JobHandle(lambda: classify_job(tasks, slots, cache, fast), label)
         job.event.connect(self._on_event)
         job.finished.connect(lambda _, j=job: self._on_end(j))
         job.failed.connect(lambda msg, j=job: self._on_end(j, msg))
         job.cancelled.connect(lambda j=job: self._on_end(j))
-        self.job = job
         self.runs += 1
-        self.job_status.begin(f"Classifying {len(tasks)} image{'s' * (len(tasks) != 1)}…")
+        self.tasks.start(LANE, job)  # cancels the running one (stopped above already)
         self._refresh_all()
-        return job.start()
+        return job
 
     def cancel(self) -> None:
-        if self.job is not None and self.job.is_running():
-            self.job.cancel()
+        if self.tasks.cancel(LANE):
             self.job_status.cancelling()
 
     def _stop_job(self) -> None:
-        if self.job is not None:
-            job, self.job = self.job, None
-            job.cancel()
-            self._retired.add(job)
-            job.done.connect(lambda j=job: self._retired.discard(j))
-        self.job_status.end()
+        self.tasks.retire(LANE)
 
     def shutdown(self) -> None:
-        """The window closes: stop every run and wait for its thread (Qt objects die with the window)."""
-        for job in [self.job, *self._retired]:
-            if job is not None:
-                job.cancel()
-                if job.wait(10_000):
-                    job.release()
+        """Stop every run and wait for its thread (the window's closeEvent does it for all lanes at once)."""
+        self.tasks.shutdown(LANE)
 
-    def _on_progress(self, job: JobHandle, fraction: float, message: str) -> None:
-        if job is self.job:
-            self.job_status.update_progress(fraction, message)
+    def _shown_models(self) -> set[tuple]:
+        """(slot, model serial) of the models on screen: what cached classifiers may stay for."""
+        return {s.key[:2] for s in self.slots()}
 
     def _on_end(self, job: JobHandle, error: str | None = None) -> None:
-        if job is not self.job:
-            return
-        self.job = None
-        self.job_status.end()
+        if not self.tasks.is_current(job):
+            return  # a retired run
         self._refresh_all()
         if error:
             self.errorRaised.emit("Cannot classify", error)
@@ -418,6 +416,9 @@ class ClassifyPanel(QWidget):
             self._update_agreement()
             if entry is self.current():
                 self._refresh_details()
+        elif isinstance(ev, ClassifierReady):
+            if ev.key[:2] in self._shown_models():  # not for a model replaced meanwhile: its memory goes
+                self.cache[ev.key] = ev.classifier
         elif isinstance(ev, ModelReady):
             if self.compare is not None and ev.key[:2] == ("B", self.compare["serial"]):
                 self.compare["model"] = ev.model

@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QStyleOptionGraphicsItem,
 )
 
-from mbexplorer.core.formatting import kind_title, percent, si
+from mbexplorer.core.formatting import kind_title, si
+from mbexplorer.core.overlays import format_value
 
 from . import colors
 
@@ -116,9 +117,9 @@ class BlockItem(QGraphicsItem):
 
     def _tooltip(self) -> str:
         s = self.stats
-        lines = [f"<b>{html.escape(self.block.name)}</b>", kind_title(self.block.kind) + (", residual" if self.block.residual else ""),
-                 f"{self.n_ops} ops", f"params {s.get('params', 0):,}", f"MACs {s.get('macs', 0):,}",
-                 f"FLOPs {s.get('flops', 0):,}"]
+        kind = kind_title(self.block.kind) + (", residual" if self.block.residual else "")
+        lines = [f"<b>{html.escape(self.block.name)}</b>", kind, f"{self.n_ops} ops", f"params {s.get('params', 0):,}",
+                 f"MACs {s.get('macs', 0):,}", f"FLOPs {s.get('flops', 0):,}"]
         if self.value_text:
             lines.append(f"overlay {self.value_text}")
         lines.append("<i>double-click to expand</i>" if not self.expanded else "<i>double-click to collapse</i>")
@@ -418,5 +419,5 @@ def expanded_height(rows: int) -> float:
     return OP_TOP + rows * (OP_H + OP_GAP) + 6.0
 
 
-def value_text(value: float | None) -> str:
-    return percent(value) if value is not None else ""
+def value_text(value: float | None, unit: str = "%") -> str:
+    return format_value(value, unit)

@@ -80,14 +80,15 @@ class BlockGraphScene(QGraphicsScene):
         for item in self.block_items:
             item.set_stats(block_stats[item.index])
 
-    def apply_overlay(self, overlay) -> float:
-        """Fill blocks by the overlay's per-block values on the ramp; returns the ramp's top value."""
-        values = overlay.block_values if overlay is not None else {}
-        top = max(values.values(), default=0.0) or 1.0
+    def apply_overlay(self, overlay) -> None:
+        """Fill blocks by the overlay's per-block values on the ramp (dark: the most, or the worst where
+        higher is better); a block without a value stays at the light end and says nothing."""
         for item in self.block_items:
-            v = values.get(item.index)
-            item.set_fill(colors.ramp_color((v or 0.0) / top), value_text(v) if overlay is not None else "")
-        return top if values else 0.0
+            if overlay is None:
+                item.set_fill(colors.ramp_color(0.0), "")
+                continue
+            v = overlay.block_values.get(item.index)
+            item.set_fill(colors.ramp_color(overlay.ramp_position(v)), value_text(v, overlay.unit))
 
     # layout --------------------------------------------------------------------------------------
     def relayout(self, start: int = 0) -> None:

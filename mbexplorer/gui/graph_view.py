@@ -84,9 +84,9 @@ class GraphView(QGraphicsView):
 
     def set_overlay(self, overlay) -> None:
         self._overlay = overlay
-        top = self._scene.apply_overlay(overlay)
+        self._scene.apply_overlay(overlay)
         if overlay is not None:
-            self.legend.set_overlay(overlay.name, overlay.unit, top, overlay.description)
+            self.legend.set_overlay(overlay)
         self._place_overlays()
 
     def expand(self, index: int, on: bool = True) -> None:

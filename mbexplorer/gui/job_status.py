@@ -1,4 +1,9 @@
-"""The status bar's job area: what is running, a progress bar and a Cancel button, hidden when idle."""
+"""The status bar's job area: what is running, a progress bar and a Cancel button, hidden when idle.
+
+It follows one lane of the window's task registry (``follow``): shown when a job starts there, its progress
+and latest log line as it runs, hidden once the job's outcome is in or it is replaced. Cancel asks the owner
+(``cancelRequested``), which cancels through the registry and calls ``cancelling()``.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +32,31 @@ class JobStatus(QWidget):
         lay.addWidget(self.bar)
         lay.addWidget(self.cancel_button)
         self.setVisible(False)
+        self._lane: str | None = None
+
+    def follow(self, tasks, lane: str) -> None:
+        """Show the running job of ``lane`` in ``tasks`` (a ``tasks.Tasks``)."""
+        self._lane = lane
+        tasks.started.connect(self._on_started)
+        tasks.progress.connect(self._on_progress)
+        tasks.log.connect(self._on_log)
+        tasks.ended.connect(self._on_ended)
+
+    def _on_started(self, lane: str, job) -> None:
+        if lane == self._lane:
+            self.begin(job.label)
+
+    def _on_progress(self, lane: str, fraction: float, message: str) -> None:
+        if lane == self._lane:
+            self.update_progress(fraction, message)
+
+    def _on_log(self, lane: str, level: str, message: str) -> None:
+        if lane == self._lane:  # the latest log line as the message; the bar stays
+            self.update_progress(-1.0, f"warning: {message}" if level == "warning" else message)
+
+    def _on_ended(self, lane: str, job) -> None:
+        if lane == self._lane:
+            self.end()
 
     def begin(self, label: str) -> None:
         self.message.setText(label)
@@ -35,6 +65,7 @@ class JobStatus(QWidget):
         self.setVisible(True)
 
     def update_progress(self, fraction: float, message: str) -> None:
+        """``fraction`` < 0: the message only, the bar stays."""
         if fraction >= 0:
             self.bar.setValue(int(round(1000 * max(0.0, min(1.0, fraction)))))
         if message:

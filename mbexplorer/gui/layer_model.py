@@ -1,7 +1,8 @@
 """The per-layer cost table as a Qt model, and the filter/sort proxy in front of it.
 
 Display strings of the convention-free columns are formatted once per model; params and FLOPs are kept as
-per-convention arrays, so switching conventions is one pass and a ``dataChanged`` on two columns.
+per-convention arrays, so switching conventions is one pass and a ``dataChanged`` on two columns. Overlays
+(``core.overlays``) the user picks follow the fixed columns, one column each, formatted with their unit.
 
 Sorting happens here, in the source model, on raw numbers (never the formatted text): one Python
 ``sorted`` over a key list and a layout change. Letting QSortFilterProxyModel sort would call ``data()``
@@ -9,6 +10,8 @@ twice per comparison, which takes most of a second for 10,000 rows. The proxy on
 """
 
 from __future__ import annotations
+
+import math
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QFont
@@ -24,7 +27,7 @@ from mbexplorer.core.formatting import (
 SORT_ROLE = Qt.UserRole + 1
 RAW_ROLE = Qt.UserRole + 2
 
-# key, header, numeric
+# key, header, numeric: the fixed columns; overlay columns come after them
 COLUMNS = (
     ("name", "Name", False),
     ("op_type", "Op type", False),
@@ -40,6 +43,7 @@ COLUMNS = (
 KEYS = [c[0] for c in COLUMNS]
 COL = {k: i for i, k in enumerate(KEYS)}
 NUMERIC = {i for i, c in enumerate(COLUMNS) if c[2]}
+_ROOT = QModelIndex()  # the table's (invalid) parent index
 
 
 class LayerTableModel(QAbstractTableModel):
@@ -56,17 +60,20 @@ class LayerTableModel(QAbstractTableModel):
         self._full_inputs: list[str] = []  # every input's shape, for tooltips, copy and export
         self._params: list[int] = []
         self._flops: list[int | None] = []
+        self._overlays: list = []  # Overlay per extra column, in column order
         self._grey = QColor("#9ca3af")
         self._mono = QFont("DejaVu Sans Mono")
         self._mono.setStyleHint(QFont.Monospace)
 
     # data in -------------------------------------------------------------------------------------
-    def set_report(self, report, convention: str, index=None) -> None:
+    def set_report(self, report, convention: str, index=None, overlays=()) -> None:
         """``index`` (the GraphIndex) lets the input-shapes column show data inputs and the weight only,
-        not every BatchNorm statistic and Clip bound; without it all inputs are listed."""
+        not every BatchNorm statistic and Clip bound; without it all inputs are listed. ``overlays``: the
+        overlay columns, computed for this report's model."""
         self.beginResetModel()
         self.report = report
         self.convention = convention
+        self._overlays = list(overlays)
         self._nodes = list(report.nodes) if report else []
         self._block_names = [b.name for b in report.blocks.blocks] if report else []
         self._text, self._haystack, self._full_inputs = [], [], []
@@ -90,6 +97,55 @@ class LayerTableModel(QAbstractTableModel):
             self.dataChanged.emit(self.index(0, COL["params"]), self.index(len(self._nodes) - 1, COL["flops"]))
         self.headerDataChanged.emit(Qt.Horizontal, COL["params"], COL["flops"])
 
+    # overlay columns -------------------------------------------------------------------------------
+    @property
+    def overlays(self) -> list:
+        return list(self._overlays)
+
+    def overlay_at(self, col: int):
+        """The overlay shown in a column, or None for the fixed columns."""
+        i = col - len(COLUMNS)
+        return self._overlays[i] if 0 <= i < len(self._overlays) else None
+
+    def overlay_column(self, name: str) -> int | None:
+        for i, ov in enumerate(self._overlays):
+            if ov.name == name:
+                return len(COLUMNS) + i
+        return None
+
+    def add_overlay(self, overlay) -> int:
+        """Show an overlay as the last column (or refresh its column if shown); returns the column."""
+        col = self.overlay_column(overlay.name)
+        if col is not None:
+            self.set_overlay(overlay)
+            return col
+        col = self.columnCount()
+        self.beginInsertColumns(QModelIndex(), col, col)
+        self._overlays.append(overlay)
+        self.endInsertColumns()
+        return col
+
+    def remove_overlay(self, name: str) -> None:
+        col = self.overlay_column(name)
+        if col is None:
+            return
+        self.beginRemoveColumns(QModelIndex(), col, col)
+        del self._overlays[col - len(COLUMNS)]
+        self.endRemoveColumns()
+
+    def set_overlay(self, overlay) -> None:
+        """A shown overlay recomputed (e.g. params share under another convention): new values, same column."""
+        col = self.overlay_column(overlay.name)
+        if col is None or self._overlays[col - len(COLUMNS)] is overlay:
+            return
+        self._overlays[col - len(COLUMNS)] = overlay
+        if self._nodes:
+            self.dataChanged.emit(self.index(0, col), self.index(len(self._nodes) - 1, col))
+        self.headerDataChanged.emit(Qt.Horizontal, col, col)
+
+    def is_numeric(self, col: int) -> bool:
+        return col in NUMERIC or col >= len(COLUMNS)
+
     def _compute_convention(self) -> None:
         r, c = self.report, self.convention
         self._params = [r.params(n, c) for n in self._nodes] if r else []
@@ -100,7 +156,6 @@ class LayerTableModel(QAbstractTableModel):
         n = len(self._nodes)
         if n < 2:
             return
-        self.layoutAboutToBeChanged.emit()
         if column < 0:
             perm = sorted(range(n), key=self._exec.__getitem__)
         else:
@@ -108,6 +163,8 @@ class LayerTableModel(QAbstractTableModel):
             # ties keep execution order in both directions
             perm = sorted(range(n), key=lambda r: self._exec[r])
             perm.sort(key=keys.__getitem__, reverse=order == Qt.DescendingOrder)
+        # only now: an error above must not leave the views waiting for a layoutChanged (Qt would crash)
+        self.layoutAboutToBeChanged.emit()
         new_row = [0] * n
         for new, old in enumerate(perm):
             new_row[old] = new
@@ -120,8 +177,9 @@ class LayerTableModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     def _sort_keys(self, col: int) -> list:
-        key = KEYS[col]
-        if key == "block":
+        if col >= len(COLUMNS):  # overlay values may be negative (dB): rows without one sort below all
+            return [-math.inf if v is None else v for v in (self.raw(r, col) for r in range(len(self._nodes)))]
+        if KEYS[col] == "block":
             return [node.block for node in self._nodes]
         if col < 5:
             return [t[col].lower() for t in self._text]
@@ -139,6 +197,8 @@ class LayerTableModel(QAbstractTableModel):
 
     def raw(self, row: int, col: int):
         n = self._nodes[row]
+        if col >= len(COLUMNS):
+            return self._overlays[col - len(COLUMNS)].node_values.get(n.name)
         key = KEYS[col]
         if key == "params":
             return self._params[row]
@@ -176,20 +236,24 @@ class LayerTableModel(QAbstractTableModel):
         return self._row_of.get(name)
 
     # Qt model ------------------------------------------------------------------------------------
-    def rowCount(self, parent=QModelIndex()) -> int:
+    def rowCount(self, parent=_ROOT) -> int:
         return 0 if parent.isValid() else len(self._nodes)
 
-    def columnCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(COLUMNS)
+    def columnCount(self, parent=_ROOT) -> int:
+        return 0 if parent.isValid() else len(COLUMNS) + len(self._overlays)
 
     def headerData(self, section, orientation, role=Qt.DisplayRole):
         if orientation != Qt.Horizontal:
             return None
+        ov = self.overlay_at(section)
         if role == Qt.DisplayRole:
-            return COLUMNS[section][1]
+            return ov.name if ov is not None else COLUMNS[section][1]
         if role == Qt.TextAlignmentRole:
-            return int((Qt.AlignRight if section in NUMERIC else Qt.AlignLeft) | Qt.AlignVCenter)
+            return int((Qt.AlignRight if self.is_numeric(section) else Qt.AlignLeft) | Qt.AlignVCenter)
         if role == Qt.ToolTipRole:
+            if ov is not None:
+                return (f"{ov.description or ov.name}\nunit: {ov.unit or '—'} · per {ov.key} · a block's value is "
+                        f"the {ov.aggregate} of its ops' · from {ov.source}")
             from mbexplorer.core.conventions import CONVENTIONS
 
             conv = CONVENTIONS.get(self.convention)
@@ -209,6 +273,8 @@ class LayerTableModel(QAbstractTableModel):
             if col < 5:
                 return self._text[row][col]
             v = self.raw(row, col)
+            if col >= len(COLUMNS):
+                return self._overlays[col - len(COLUMNS)].format(v)  # no value: empty, not "not counted"
             if v is None:
                 return NOT_COUNTED
             return thousands(v)
@@ -216,11 +282,11 @@ class LayerTableModel(QAbstractTableModel):
             if col < 5:
                 return self._text[row][col].lower() if col != 2 else self._nodes[row].block
             v = self.raw(row, col)
-            return -1 if v is None else v
+            return (-math.inf if col >= len(COLUMNS) else -1) if v is None else v
         if role == RAW_ROLE:
             return self.raw(row, col)
         if role == Qt.TextAlignmentRole:
-            return int((Qt.AlignRight if col in NUMERIC else Qt.AlignLeft) | Qt.AlignVCenter)
+            return int((Qt.AlignRight if self.is_numeric(col) else Qt.AlignLeft) | Qt.AlignVCenter)
         if role == Qt.ForegroundRole:
             if col in NUMERIC and self.raw(row, col) is None:
                 return self._grey

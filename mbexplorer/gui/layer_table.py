@@ -1,5 +1,10 @@
-"""The "Layers" tab: the per-layer table with filters, a counting-convention switch, totals of the rows
-shown, copy as TSV and CSV export."""
+"""The "Layers" tab: the per-layer table with filters, a counting-convention switch, overlay columns (any
+registered overlay, from the Columns button or the header's context menu), totals of the rows shown, copy
+as TSV and CSV export.
+
+The panel shows the window's :class:`~mbexplorer.core.state.State`: a new analysis or convention arrives as a
+state event, and the convention combo sets the state's convention (every other panel follows from there).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import csv
 import io
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, Signal
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,10 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mbexplorer.core.conventions import CONVENTIONS, DEFAULT_CONVENTION
+from mbexplorer.core.conventions import CONVENTIONS
 from mbexplorer.core.formatting import si, size_bytes, thousands
+from mbexplorer.core.state import State
 
-from .layer_model import COL, COLUMNS, KEYS, NUMERIC, LayerFilterProxy, LayerTableModel
+from .layer_model import COL, KEYS, NUMERIC, LayerFilterProxy, LayerTableModel
 from .totals_row import TotalsRow
 
 ALL_OPS = "All op types"
@@ -54,20 +60,34 @@ class LayerTablePanel(QWidget):
     conventionChanged = Signal(str)
     nodeSelected = Signal(str)  # the current row's node, when the user picks a row
 
-    def __init__(self, parent=None):
+    def __init__(self, state: State | None = None, parent=None):
         super().__init__(parent)
+        self.state = state if state is not None else State()
         self.model = LayerTableModel(self)
         self.proxy = LayerFilterProxy(self)
         self.proxy.setSourceModel(self.model)
         self._syncing = False
+        self._overlay_names: list[str] = []  # overlay columns the user chose; kept from model to model
         self._build()
+        self.state.on("analysis", self._on_analysis)
+        self.state.on("convention", self._follow_convention)
+        self.state.on("overlays", lambda _names: self._drop_unavailable_columns())
 
     # widgets -------------------------------------------------------------------------------------
     def _build(self) -> None:
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 8, 8, 6)
         lay.setSpacing(6)
+        lay.addLayout(self._build_bar())
+        lay.addWidget(self._build_table(), 1)
+        self.totals_row = TotalsRow(self.table)
+        lay.addWidget(self.totals_row)
+        lay.addLayout(self._build_footer())
+        self.setEnabled(False)
+        self._update_totals()
 
+    def _build_bar(self) -> QHBoxLayout:
+        """Filters, overlay columns and the counting convention."""
         bar = QHBoxLayout()
         bar.setSpacing(6)
         self.filter_edit = QLineEdit(placeholderText="Filter by name, op or block…")
@@ -87,16 +107,25 @@ class LayerTablePanel(QWidget):
             self.convention_combo.addItem(name, name)
             self.convention_combo.setItemData(self.convention_combo.count() - 1,
                                               f"{conv.title}: {conv.description}", Qt.ToolTipRole)
-        self.convention_combo.setCurrentIndex(list(CONVENTIONS).index(DEFAULT_CONVENTION))
+        self.convention_combo.setCurrentIndex(list(CONVENTIONS).index(self.state.convention))
         self.convention_combo.currentIndexChanged.connect(self._on_convention)
+        self.columns_button = QToolButton(text="Columns")
+        self.columns_button.setToolTip("Add or remove overlay columns (also: right-click the header)")
+        self.columns_button.setPopupMode(QToolButton.InstantPopup)
+        self.columns_menu = QMenu(self.columns_button)
+        self.columns_menu.setToolTipsVisible(True)
+        self.columns_menu.aboutToShow.connect(self._fill_columns_menu)
+        self.columns_button.setMenu(self.columns_menu)
         bar.addWidget(self.filter_edit, 3)
         bar.addWidget(self.op_combo, 1)
         bar.addWidget(self.block_combo, 1)
+        bar.addWidget(self.columns_button)
         bar.addSpacing(8)
         bar.addWidget(QLabel("Convention:"))
         bar.addWidget(self.convention_combo)
-        lay.addLayout(bar)
+        return bar
 
+    def _build_table(self) -> QTableView:
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSortingEnabled(True)
@@ -116,6 +145,9 @@ class LayerTablePanel(QWidget):
         header.setSectionResizeMode(QHeaderView.Interactive)
         header.setStretchLastSection(False)
         header.setSectionsMovable(True)
+        header.setContextMenuPolicy(Qt.CustomContextMenu)
+        header.customContextMenuRequested.connect(
+            lambda pos: (self._fill_columns_menu(), self.columns_menu.popup(header.mapToGlobal(pos))))
         fm = self.table.fontMetrics()
         for col, sample in enumerate(WIDTH_SAMPLES):
             self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
@@ -126,10 +158,10 @@ class LayerTablePanel(QWidget):
         copy.triggered.connect(self.copy_selection)
         self.table.addAction(copy)
         self.table.setContextMenuPolicy(Qt.ActionsContextMenu)
-        lay.addWidget(self.table, 1)
-        self.totals_row = TotalsRow(self.table)
-        lay.addWidget(self.totals_row)
+        return self.table
 
+    def _build_footer(self) -> QHBoxLayout:
+        """What the rows shown add up to, what is not counted, and Copy / Export CSV."""
         foot = QHBoxLayout()
         foot.setSpacing(8)
         texts = QVBoxLayout()
@@ -159,26 +191,32 @@ class LayerTablePanel(QWidget):
         self.export_button.setToolTip("Export the table as CSV: all layers, or only the rows the filters show")
         foot.addWidget(self.copy_button, 0, Qt.AlignTop)
         foot.addWidget(self.export_button, 0, Qt.AlignTop)
-        lay.addLayout(foot)
-        self.setEnabled(False)
-        self._update_totals()
+        return foot
 
     # content -------------------------------------------------------------------------------------
     @property
     def convention(self) -> str:
-        return self.convention_combo.currentData() or DEFAULT_CONVENTION
+        return self.state.convention
 
     def set_convention(self, name: str) -> None:
-        self.convention_combo.setCurrentIndex(list(CONVENTIONS).index(name))
+        self.state.convention = name
 
-    def set_report(self, report, index=None) -> None:
+    def _on_analysis(self, analysis) -> None:
+        if analysis is None:
+            return
+        report = analysis.costs
+        available = self.state.available_overlays()
+        self._overlay_names = [n for n in self._overlay_names if n in available]
+        overlays = [ov for n in self._overlay_names if (ov := self.state.overlay_for(n)) is not None]
         self._syncing = True
         try:
             # Clear filters and sorting before the new rows arrive, so nothing is filtered or sorted twice.
             self.proxy.clear_filters_quietly()
             self.filter_edit.clear()
             self.table.horizontalHeader().setSortIndicator(-1, Qt.AscendingOrder)
-            self.model.set_report(report, self.convention, index)
+            self.model.set_report(report, self.convention, analysis.index, overlays)
+            for ov in overlays:
+                self._size_overlay_column(ov.name)
             ops: dict[str, int] = {}
             for n in report.nodes:
                 ops[n.op_type] = ops.get(n.op_type, 0) + 1
@@ -229,16 +267,80 @@ class LayerTablePanel(QWidget):
             self._update_totals()
 
     def _on_convention(self, _i: int) -> None:
-        self.model.set_convention(self.convention)
+        self.state.convention = self.convention_combo.currentData()  # the state tells every panel, this one too
+
+    def _follow_convention(self, conv: str) -> None:
+        if self.convention_combo.currentData() != conv:
+            self.convention_combo.blockSignals(True)
+            self.convention_combo.setCurrentIndex(list(CONVENTIONS).index(conv))
+            self.convention_combo.blockSignals(False)
+        self.model.set_convention(conv)
+        for name in self._overlay_names:  # the state recomputed those that depend on the convention
+            if (ov := self.state.overlay_for(name)) is not None:
+                self.model.set_overlay(ov)
         self._update_totals()
-        self.conventionChanged.emit(self.convention)
+        self.conventionChanged.emit(conv)
+
+    # overlay columns -----------------------------------------------------------------------------
+    @property
+    def overlay_columns(self) -> list[str]:
+        return list(self._overlay_names)
+
+    def set_overlay_column(self, name: str, on: bool = True) -> None:
+        """Show (or hide) an overlay of the state's registry as a column; chosen before a model is open, it
+        appears with the model."""
+        if on and name not in self._overlay_names:
+            if name not in self.state.available_overlays():
+                raise KeyError(f"no overlay {name!r} for this model")
+            self._overlay_names.append(name)
+            ov = self.state.overlay_for(name)
+            if ov is not None:
+                col = self.model.add_overlay(ov)
+                self._size_overlay_column(name)
+                # it is the last column, often right of the view: bring it in once the table has laid it out
+                # (the scroll range grows then), leaving the rows where they are
+                QTimer.singleShot(0, self.table, lambda c=col: self._scroll_to_column(c))
+        elif not on and name in self._overlay_names:
+            self._overlay_names.remove(name)
+            self.model.remove_overlay(name)
+        self._update_totals()
+
+    def _scroll_to_column(self, col: int) -> None:
+        if col < self.proxy.columnCount() and self.proxy.rowCount():
+            top = max(0, self.table.rowAt(0))
+            self.table.scrollTo(self.proxy.index(top, col), QAbstractItemView.EnsureVisible)
+
+    def _size_overlay_column(self, name: str) -> None:
+        col = self.model.overlay_column(name)
+        if col is not None:
+            fm = self.table.fontMetrics()
+            text = max(fm.horizontalAdvance(name), fm.horizontalAdvance("000.0 %"))
+            self.table.setColumnWidth(col, text + 40)  # room for the sort arrow
+
+    def _drop_unavailable_columns(self) -> None:
+        available = self.state.available_overlays()
+        for name in [n for n in self._overlay_names if n not in available]:
+            self.set_overlay_column(name, False)
+
+    def _fill_columns_menu(self) -> None:
+        menu = self.columns_menu
+        menu.clear()
+        menu.addSection("Overlay columns")
+        for name in self.state.available_overlays():
+            a = menu.addAction(name)
+            a.setCheckable(True)
+            a.setChecked(name in self._overlay_names)
+            spec = self.state.overlays.spec(name)
+            if spec is not None and spec.description:
+                a.setToolTip(spec.description)
+            a.toggled.connect(lambda on, n=name: self.set_overlay_column(n, on))
 
     def totals(self) -> dict:
         """Sums over the rows shown (what the footer displays)."""
         m = self.model
         rows = self.shown_rows() if self.model.report else []
         t = {"rows": len(rows), "params": 0, "macs": 0, "flops": 0, "activation_bytes": 0, "weight_bytes": 0,
-             "not_counted_rows": 0}
+             "not_counted_rows": 0, "overlays": {}}
         for r in rows:
             n = m.node(r)
             t["params"] += m.params_at(r)
@@ -250,6 +352,10 @@ class LayerTablePanel(QWidget):
                 t["flops"] += f
             t["activation_bytes"] += n.activation_bytes
             t["weight_bytes"] += n.weight_bytes
+        # each overlay by its own rule over the rows shown: a share adds up, an SQNR takes the worst
+        for ov in self.model.overlays:
+            vals = (ov.node_values.get(m.node(r).name) for r in rows)
+            t["overlays"][ov.name] = ov.combine(v for v in vals if v is not None)
         return t
 
     def _update_totals(self) -> None:
@@ -257,7 +363,7 @@ class LayerTablePanel(QWidget):
             self.totals_plain = "No model open."
             self.totals_label.setText("<span style='color:#6b7280'>No model open.</span>")
             self.not_counted_label.hide()
-            self.totals_row.set_values([""] * len(COLUMNS), NUMERIC)
+            self.totals_row.set_values([""] * self.model.columnCount(), NUMERIC)
             return
         t = self.totals()
         self._fill_totals_row(t)
@@ -283,7 +389,7 @@ class LayerTablePanel(QWidget):
 
     def _fill_totals_row(self, t: dict) -> None:
         total_rows = self.model.rowCount()
-        texts = [""] * len(COLUMNS)
+        texts = [""] * self.model.columnCount()
         texts[COL["name"]] = (f"Total, {t['rows']:,} layers" if t["rows"] == total_rows
                               else f"Total, {t['rows']:,} of {total_rows:,} shown")
         for key in ("params", "macs", "activation_bytes", "weight_bytes"):
@@ -291,7 +397,13 @@ class LayerTablePanel(QWidget):
         texts[COL["flops"]] = thousands(t["flops"]) + ("+" if t["not_counted_rows"] else "")
         tip = (f"Sums of the rows shown ({self.convention} convention)" +
                (f"; FLOPs leave out {t['not_counted_rows']} not-counted rows" if t["not_counted_rows"] else ""))
-        self.totals_row.set_values(texts, NUMERIC, tip)
+        tips, numeric = {}, set(NUMERIC)
+        for ov in self.model.overlays:
+            col = self.model.overlay_column(ov.name)
+            texts[col] = ov.format(t["overlays"][ov.name])
+            tips[col] = f"{ov.name}: the {ov.aggregate} over the rows shown"
+            numeric.add(col)
+        self.totals_row.set_values(texts, numeric, tip, tips)
 
     # selection -----------------------------------------------------------------------------------
     def _on_selection(self, *_):
@@ -343,13 +455,15 @@ class LayerTablePanel(QWidget):
     # copy and export -----------------------------------------------------------------------------
     def selection_tsv(self) -> str:
         rows = sorted(self.table.selectionModel().selectedRows(), key=lambda i: i.row())
-        lines = ["\t".join(KEYS)]
+        lines = ["\t".join(KEYS + [ov.name for ov in self.model.overlays])]
         for i in rows:
             r = self.proxy.mapToSource(i).row()
             vals = []
-            for col in range(len(COLUMNS)):
+            for col in range(self.model.columnCount()):
                 v = self.model.raw(r, col)
-                vals.append("not counted" if v is None else str(v))
+                if v is None:  # a fixed column's None is a cost nobody counts; an overlay's, no value
+                    v = "" if self.model.overlay_at(col) is not None else "not counted"
+                vals.append(str(v))
             lines.append("\t".join(vals))
         return "\n".join(lines) + "\n"
 

@@ -10,8 +10,6 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from mbexplorer.core.formatting import percent
-
 from . import colors
 
 
@@ -71,13 +69,18 @@ class Legend(QWidget):
         self.top = 0.0
         self.family_names: list[str] = []
 
-    def set_overlay(self, title: str, unit: str, top: float, description: str = "") -> None:
-        self.top = top
-        self.title.setText(title)
-        self.low.setText("0 %" if unit == "%" else "0")
-        high = html.escape(percent(top) if unit == "%" else f"{top:.3g} {unit}")
-        self.high.setText(f"{high} <span style='color:#6b7280'>(largest block)</span>")
-        self.setToolTip(f"Boxes are coloured by {title}: {description}" if description else title)
+    def set_overlay(self, overlay) -> None:
+        """The ramp's ends in the overlay's unit: light is the least (or, where higher is better, the best),
+        dark the most (the worst)."""
+        lo, hi = overlay.ramp_range()
+        light, dark = (hi, lo) if overlay.higher_is_better else (lo, hi)
+        self.top = hi
+        self.title.setText(overlay.name)
+        self.low.setText(html.escape(overlay.format(light)))
+        which = "worst block" if overlay.higher_is_better else "largest block"
+        self.high.setText(f"{html.escape(overlay.format(dark))} <span style='color:#6b7280'>({which})</span>")
+        tip = f"Boxes are coloured by {overlay.name}" + (f": {overlay.description}" if overlay.description else "")
+        self.setToolTip(f"{tip}\nA block's value is the {overlay.aggregate} of its ops' (source: {overlay.source}).")
 
     def set_families(self, families: list[str] | None) -> None:
         """Op families to list (those in expanded blocks); empty hides the row."""

@@ -1,13 +1,13 @@
 """The main window: menus, the graph / tables split, the status bar, and the life of a loading job.
 
-The window owns at most one *current* job. Opening something while a job runs cancels that job; a job
-that is no longer current may still report, and is ignored. A job that fails leaves the model on screen
-as it was, so a bad file never costs the user what they were looking at.
+The window owns the task registry (``tasks.Tasks``) its panels run their jobs through, and runs its own
+loading jobs in the "model" lane: opening something while a job runs there cancels that job; a job that is
+no longer current may still report, and is ignored. A job that fails leaves the model on screen as it was,
+so a bad file never costs the user what they were looking at.
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from mbexplorer.core.dropping import route_drop
 from mbexplorer.core.errors import InputShapeError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.formatting import si, thousands
-from mbexplorer.core.overlays import OVERLAYS
+from mbexplorer.core.state import State
 
 from .builder_dialog import BuilderDialog
 from .classify_panel import ClassifyPanel
@@ -38,9 +38,11 @@ from .job_status import JobStatus
 from .layer_table import LayerTablePanel
 from .model_info import ModelInfoPanel
 from .recent import RecentFiles, settings
+from .tasks import Tasks
 from .workers import JobHandle
 
 APP_TITLE = "mbexplorer"
+LANE = "model"  # the window's loading jobs in the task registry
 _SHAPE_HINT = re.compile(r"input '(?P<name>[^']+)'.*?--input-shape \S+?=(?P<example>[0-9,]+)", re.S)
 
 
@@ -59,8 +61,7 @@ class MainWindow(QMainWindow):
         self.shape_dialog: QInputDialog | None = None
         self.builder_dialog: BuilderDialog | None = None
         self.recent = RecentFiles()
-        self.job: JobHandle | None = None
-        self._retired: set[JobHandle] = set()  # cancelled jobs still unwinding on their threads
+        self.tasks = Tasks(self)  # every job of this window and its panels
         self.setWindowTitle(APP_TITLE)
         self.setAcceptDrops(True)
         self.resize(1440, 900)
@@ -72,11 +73,13 @@ class MainWindow(QMainWindow):
 
     # ui ------------------------------------------------------------------------------------------
     def _build_central(self) -> None:
-        self.graph_panel = GraphPanel()
+        # What is shown (model, convention, overlay) lives in the state; the panels observe it and set it.
+        self.state = State()
+        self.graph_panel = GraphPanel(self.state)
         self.graph = self.graph_panel.view
-        self.layers = LayerTablePanel()
-        self.info = ModelInfoPanel()
-        self.classify = ClassifyPanel()
+        self.layers = LayerTablePanel(self.state)
+        self.info = ModelInfoPanel(self.state)
+        self.classify = ClassifyPanel(tasks=self.tasks)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.layers, "Layers")
@@ -94,8 +97,10 @@ class MainWindow(QMainWindow):
         self.graph.blockSelected.connect(lambda i: self.layers.select_block(i))
         self.graph.nodeSelected.connect(lambda n: self.layers.select_nodes([n]))
         self.layers.nodeSelected.connect(lambda n: self.graph.select_node(n, center=True))
-        self.layers.conventionChanged.connect(self._on_convention)
-        self.graph_panel.overlayChosen.connect(self._on_overlay)
+        self.state.on("analysis", self._on_analysis)
+        self.state.on("convention", lambda _c: self._update_summary())
+        self.state.on("overlay", self._on_overlay)
+        self.state.on("overlays", lambda _names: self._fill_overlay_menu())
         self.classify.errorRaised.connect(lambda title, message: self.show_error(message, title))
         self.classify.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
 
@@ -121,16 +126,10 @@ class MainWindow(QMainWindow):
         self._action(view, "&Fit", self.graph.fit, "Ctrl+0")
         self._action(view, "&Collapse all blocks", self.graph_panel.collapse_all)
         view.addSeparator()
-        overlay_menu = view.addMenu("&Overlay (colour by)")
+        self.overlay_menu = view.addMenu("&Overlay (colour by)")
         self.overlay_group = QActionGroup(self)
         self.overlay_actions: dict[str, QAction] = {}
-        for name in OVERLAYS:
-            a = overlay_menu.addAction(name)
-            a.setCheckable(True)
-            a.setChecked(name == self.graph_panel.overlay_name)
-            a.triggered.connect(lambda _=False, n=name: self.graph_panel.set_overlay_name(n))
-            self.overlay_group.addAction(a)
-            self.overlay_actions[name] = a
+        self._fill_overlay_menu()
 
         model = mb.addMenu("&Model")
         self.act_shape = self._action(model, "Set &input shape…", self.ask_input_shape_again)
@@ -149,6 +148,7 @@ class MainWindow(QMainWindow):
     def _build_status(self) -> None:
         sb = self.statusBar()
         self.job_status = JobStatus()
+        self.job_status.follow(self.tasks, LANE)
         self.job_status.cancelRequested.connect(self.cancel_job)
         self.summary_label = QLabel()
         self.summary_label.setTextFormat(Qt.PlainText)
@@ -182,61 +182,46 @@ class MainWindow(QMainWindow):
         self.builder_dialog = dlg
         return dlg
 
+    @property
+    def job(self) -> JobHandle | None:
+        """The running loading job, if any."""
+        return self.tasks.current(LANE)
+
     def start_job(self, factory, label: str, context: dict) -> JobHandle:
         """Run a job that returns an Analysis; it replaces the current one (which is cancelled)."""
-        if self.job is not None and self.job.is_running():
-            self._retire(self.job)
-        job = JobHandle(factory, label, self)
+        job = JobHandle(factory, label)
         job.context = context
-        job.done.connect(job.deleteLater)  # its thread has stopped and every result signal was delivered
-        job.progress.connect(lambda f, m, j=job: self._on_progress(j, f, m))
         job.finished.connect(lambda result, j=job: self._on_finished(j, result))
         job.failed.connect(lambda msg, j=job: self._on_failed(j, msg))
         job.cancelled.connect(lambda j=job: self._on_cancelled(j))
-        self.job = job
         self.classify.set_model_pending(True)  # its images wait for the model rather than run twice
-        self.job_status.begin(label)
         self.statusBar().clearMessage()
-        return job.start()
+        return self.tasks.start(LANE, job)  # the status bar follows the lane: label, progress, end
 
     def cancel_job(self) -> None:
-        if self.job is not None and self.job.is_running():
-            self.job.cancel()
+        if self.tasks.cancel(LANE):
             self.job_status.cancelling()
 
-    def _retire(self, job: JobHandle) -> None:
-        job.cancel()
-        self._retired.add(job)
-        job.done.connect(lambda j=job: self._retired.discard(j))
-
-    def _on_progress(self, job: JobHandle, fraction: float, message: str) -> None:
-        if job is self.job:
-            self.job_status.update_progress(fraction, message)
-
     def _on_finished(self, job: JobHandle, analysis) -> None:
-        if job is not self.job:
-            return
-        self.job = None
-        self.job_status.end()
-        self.show_analysis(analysis, job.context)
+        if self.tasks.is_current(job):
+            self.show_analysis(analysis, job.context)
 
     def _on_failed(self, job: JobHandle, message: str) -> None:
-        if job is not self.job:
+        if not self.tasks.is_current(job):
             return
-        self.job = None
-        self.job_status.end()
         self.classify.set_model_pending(False)
         if isinstance(job.exception, InputShapeError) and self.interactive and job.context.get("path"):
             self.ask_input_shape(job.context["path"], message, job.context.get("input_shapes"))
             return
-        self.show_error(message)
+        box = self.show_error(message)
+        details = job.details()  # the job's log, and the traceback of an internal error (for a bug report)
+        if details:
+            box.setDetailedText(details)
         self.load_failed.emit(message)
 
     def _on_cancelled(self, job: JobHandle) -> None:
-        if job is not self.job:
+        if not self.tasks.is_current(job):
             return
-        self.job = None
-        self.job_status.end()
         self.classify.set_model_pending(False)
         self.statusBar().showMessage("Cancelled." + (" The previous model is still open." if self.analysis else ""),
                                      8000)
@@ -246,12 +231,7 @@ class MainWindow(QMainWindow):
     def show_analysis(self, analysis, context: dict | None = None) -> None:
         self.analysis = analysis
         self.source = context or {}
-        conv = self.layers.convention
-        report = analysis.costs
-        blocks = report.block_totals(conv)
-        self.graph.set_analysis(analysis, blocks, self._overlay())
-        self.layers.set_report(report, analysis.index)
-        self.info.set_analysis(analysis, conv, blocks)
+        self.state.set_analysis(analysis)  # graph, table, info, summary and overlay menu follow its event
         self.classify.set_model(analysis.model)
         m = analysis.model
         self.setWindowTitle(f"{m.name} — {APP_TITLE}")
@@ -259,46 +239,43 @@ class MainWindow(QMainWindow):
         self.act_shape.setEnabled(bool(self.source.get("path")))
         if self.source.get("path"):
             self.recent.add(self.source["path"])
-        self._update_summary()
         where = (f" from {self.source['path']}" if self.source.get("path")
                  else " from the builder" if self.source.get("build") else "")
         self.statusBar().showMessage(f"Opened {m.name}{where}: {len(analysis.blocks.blocks)} blocks, "
-                                     f"{len(report.nodes):,} ops.", 10000)
+                                     f"{len(analysis.costs.nodes):,} ops.", 10000)
         self.model_shown.emit()
 
     def _update_summary(self) -> None:
-        if self.analysis is None:
+        t, conv = self.state.totals, self.state.convention
+        if t is None:
             self.summary_label.setText("")
             return
-        conv = self.layers.convention
-        t = self.analysis.costs.totals(conv)
         self.summary_label.setText(f"params {thousands(t['params'])}  ·  MACs {si(t['macs'])}  ·  "
                                    f"FLOPs {si(t['flops'])}  ({conv})")
         self.summary_label.setToolTip(CONVENTIONS[conv].flops_label)
 
-    def _overlay(self):
-        if self.analysis is None:
-            return None
-        fn = OVERLAYS[self.graph_panel.overlay_name]
-        # Overlays that depend on the counting convention (params share) take it as a keyword.
-        if "convention" in inspect.signature(fn).parameters:
-            return fn(self.analysis.costs, convention=self.layers.convention)
-        return fn(self.analysis.costs)
+    def _fill_overlay_menu(self) -> None:
+        """View ▸ Overlay lists what the state offers for the open model (a comparison adds to it)."""
+        for a in self.overlay_actions.values():
+            self.overlay_group.removeAction(a)
+        self.overlay_menu.clear()
+        self.overlay_actions = {}
+        for name in self.state.available_overlays():
+            a = self.overlay_menu.addAction(name)
+            a.setCheckable(True)
+            a.setChecked(name == self.state.overlay_name)
+            a.triggered.connect(lambda _=False, n=name: self.graph_panel.set_overlay_name(n))
+            self.overlay_group.addAction(a)
+            self.overlay_actions[name] = a
 
-    def _on_overlay(self, name: str) -> None:
-        if name in self.overlay_actions:
-            self.overlay_actions[name].setChecked(True)
-        if self.analysis is not None:
-            self.graph.set_overlay(self._overlay())
-
-    def _on_convention(self, conv: str) -> None:
-        if self.analysis is None:
-            return
-        blocks = self.analysis.costs.block_totals(conv)
-        self.info.set_convention(conv, blocks)
-        self.graph.set_block_stats(blocks)
-        self.graph.set_overlay(self._overlay())
+    def _on_analysis(self, _analysis) -> None:
+        self._fill_overlay_menu()  # the new model may offer other overlays
         self._update_summary()
+
+    def _on_overlay(self, _overlay) -> None:
+        a = self.overlay_actions.get(self.state.overlay_name)
+        if a is not None:
+            a.setChecked(True)
 
     # messages ------------------------------------------------------------------------------------
     def show_error(self, message: str, title: str = "Cannot open model") -> QMessageBox:
@@ -439,12 +416,7 @@ class MainWindow(QMainWindow):
             self.splitter.restoreState(split)
 
     def closeEvent(self, event) -> None:
-        self.classify.shutdown()
-        for job in [self.job, *self._retired]:
-            if job is not None:
-                job.cancel()
-                if job.wait(10_000):
-                    job.release()  # now: its queued clean-up would die with this window
+        self.tasks.shutdown()  # every lane: cancel and wait, so no job reports to a closed window
         if self.interactive:
             s = settings()
             s.setValue("window/geometry", self.saveGeometry())

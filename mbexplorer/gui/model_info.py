@@ -1,6 +1,11 @@
 """The "Model" tab: what the file is (format, path, size, sha256, opset, producer), its inputs and outputs,
 totals under the current convention, per-block totals, and every convention side by side so a user can
-see which terms make published figures differ."""
+see which terms make published figures differ.
+
+The panel shows the window's :class:`~mbexplorer.core.state.State` and fills itself when it is shown: comparing
+every convention walks all nodes six times, which a 10,000-node graph should not pay for before the tab is
+opened. A new convention redoes only what depends on it, from the state's cached totals.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from mbexplorer.core.formatting import (
     size_bytes,
     thousands,
 )
+from mbexplorer.core.state import State
 
 BLOCK_ROWS_MAX = 14  # taller per-block tables scroll inside their box
 PARAM_TITLES = {"weight": "weights", "bias": "biases", "bn_affine": "BN γ/β", "bn_stats": "BN stats"}
@@ -98,17 +104,16 @@ def _value(text: str = "") -> QLabel:
 
 
 class ModelInfoPanel(QScrollArea):
-    def __init__(self, parent=None):
+    def __init__(self, state: State | None = None, parent=None):
         super().__init__(parent)
+        self.state = state if state is not None else State()
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.NoFrame)
         # Bold section titles; their contents keep the normal weight.
         self.setStyleSheet("QGroupBox { font-weight: bold; } QGroupBox * { font-weight: normal; }")
-        self.analysis = None
-        self._dirty = False
-        self._pending: list[dict] | None = None
-        self._comparison: list[dict] = []
-        self.convention = "paper"
+        self._model_dirty = False  # the file, inputs and every-convention table need redoing
+        self._convention_dirty = False  # the totals and per-block table need redoing
+        self._comparison: list[dict] = []  # every convention side by side: once per model
         body = QWidget()
         self.setWidget(body)
         lay = QVBoxLayout(body)
@@ -126,7 +131,13 @@ class ModelInfoPanel(QScrollArea):
         self.subtitle.setStyleSheet("color: #4b5563;")
         lay.addWidget(self.title)
         lay.addWidget(self.subtitle)
+        for box in (self._file_box(), self._io_box(), self._totals_box(), self._blocks_box(), self._conventions_box()):
+            lay.addWidget(box)
+        lay.addStretch(1)
+        self.state.on("analysis", self._on_analysis)
+        self.state.on("convention", self._on_convention)
 
+    def _file_box(self) -> QGroupBox:
         file_box = QGroupBox("File")
         form = QFormLayout(file_box)
         form.setLabelAlignment(Qt.AlignRight)
@@ -140,14 +151,16 @@ class ModelInfoPanel(QScrollArea):
         mono.setStyleHint(QFont.Monospace)
         mono.setPointSizeF(max(7.0, self.font().pointSizeF() - 1))
         self.fields["sha256"].setFont(mono)
-        lay.addWidget(file_box)
+        return file_box
 
+    def _io_box(self) -> QGroupBox:
         io_box = QGroupBox("Inputs and outputs")
         io_lay = QVBoxLayout(io_box)
         self.io_table = _table(["", "Name", "Type", "Shape", "Layout"], 99)
         io_lay.addWidget(self.io_table)
-        lay.addWidget(io_box)
+        return io_box
 
+    def _totals_box(self) -> QGroupBox:
         self.totals_box = QGroupBox("Totals")
         tform = QFormLayout(self.totals_box)
         tform.setLabelAlignment(Qt.AlignRight)
@@ -160,14 +173,16 @@ class ModelInfoPanel(QScrollArea):
             self.totals[key] = _value()
             self.totals_labels[key] = QLabel(label + ":")
             tform.addRow(self.totals_labels[key], self.totals[key])
-        lay.addWidget(self.totals_box)
+        return self.totals_box
 
+    def _blocks_box(self) -> QGroupBox:
         blocks_box = QGroupBox("Per-block totals")
         b_lay = QVBoxLayout(blocks_box)
         self.block_table = _table(["Block", "Kind", "Ops", "Params", "MACs", "MACs share", "FLOPs"], 2)
         b_lay.addWidget(self.block_table)
-        lay.addWidget(blocks_box)
+        return blocks_box
 
+    def _conventions_box(self) -> QGroupBox:
         conv_box = QGroupBox("Counting conventions: why published numbers differ")
         c_lay = QVBoxLayout(conv_box)
         note = QLabel("Every counter starts from the same convolution and FC multiply-adds (MACs) but adds "
@@ -184,33 +199,45 @@ class ModelInfoPanel(QScrollArea):
         self.conv_desc.setWordWrap(True)
         self.conv_desc.setStyleSheet("color: #374151;")
         c_lay.addWidget(self.conv_desc)
-        lay.addWidget(conv_box)
-        lay.addStretch(1)
+        return conv_box
 
     # content -------------------------------------------------------------------------------------
-    def set_analysis(self, analysis, convention: str, block_totals: list[dict] | None = None) -> None:
-        """Show a model. The tab fills itself when it is first shown: comparing every convention walks all
-        nodes six times, which a 10,000-node graph should not pay for before the window shows it."""
-        self.analysis = analysis
+    @property
+    def analysis(self):
+        return self.state.analysis
+
+    @property
+    def convention(self) -> str:
+        return self.state.convention
+
+    def _on_analysis(self, analysis) -> None:
+        self._model_dirty = self._convention_dirty = analysis is not None
         self._comparison = []
-        self.convention = convention
-        self._pending = block_totals
-        self._dirty = True
+        if self.isVisible():
+            self.refresh()
+
+    def _on_convention(self, _conv: str) -> None:
+        self._convention_dirty = self.analysis is not None
         if self.isVisible():
             self.refresh()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
-        if self._dirty:
-            self.refresh()
+        self.refresh()
 
     def refresh(self) -> None:
         """Bring every section up to date with the model and convention (a no-op when already current)."""
-        if self.analysis is None or not self._dirty:
+        if self.analysis is None:
             return
-        self._dirty = False
-        analysis, block_totals = self.analysis, self._pending
-        self._pending = None
+        if self._model_dirty:
+            self._model_dirty = False
+            self._show_model()
+        if self._convention_dirty:
+            self._convention_dirty = False
+            self._show_convention()
+
+    def _show_model(self) -> None:
+        analysis = self.analysis
         # Every convention side by side does not depend on the current one: compute it once per model.
         self._comparison = analysis.costs.comparison()
         m = analysis.model
@@ -226,24 +253,11 @@ class ModelInfoPanel(QScrollArea):
         rows = [["input", s.name, s.dtype, shape(s.shape), s.layout or "—"] for s in m.inputs]
         rows += [["output", s.name, s.dtype, shape(s.shape), s.layout or "—"] for s in m.outputs]
         _fill(self.io_table, rows)
-        self._show_convention(self.convention, block_totals)
 
-    def set_convention(self, convention: str, block_totals: list[dict] | None = None) -> None:
-        self.convention = convention
-        if self.analysis is None:
-            return
-        if self._dirty or not self.isVisible():
-            self._pending = block_totals
-            self._dirty = True
-            if self.isVisible():
-                self.refresh()
-            return
-        self._show_convention(convention, block_totals)
-
-    def _show_convention(self, convention: str, block_totals: list[dict] | None) -> None:
-        report = self.analysis.costs
+    def _show_convention(self) -> None:
+        convention = self.convention
         conv = CONVENTIONS[convention]
-        t = report.totals(convention)
+        t = self.state.totals
         self.totals_box.setTitle(f"Totals — convention: {convention} ({conv.title})")
         self.totals["params"].setText(f"{thousands(t['params'])}  ({si(t['params'])})")
         self.totals["macs"].setText(f"{thousands(t['macs'])}  ({si(t['macs'])})")
@@ -252,12 +266,12 @@ class ModelInfoPanel(QScrollArea):
         self.totals_labels["flops"].setToolTip(conv.flops_label)
         self.totals["activation_bytes"].setText(size_bytes(t["activation_bytes"]))
         self.totals["weight_bytes"].setText(size_bytes(t["weight_bytes"]))
-        nc = report.not_counted(convention)
+        nc = t["not_counted"]
         self.totals["not_counted"].setText(", ".join(nc) if nc else "nothing: every op has a rule")
 
         total_macs = t["macs"] or 1
         brows = [[b["name"], kind_title(b["kind"]), b["nodes"], thousands(b["params"]), si(b["macs"]),
-                  percent(100.0 * b["macs"] / total_macs), si(b["flops"])] for b in (block_totals or report.block_totals(convention))]
+                  percent(100.0 * b["macs"] / total_macs), si(b["flops"])] for b in self.state.block_totals]
         _fill(self.block_table, brows, max_rows=BLOCK_ROWS_MAX, caps={0: 300})
 
         # FLOPs split into term groups; groups that are zero under every convention are left out. What a

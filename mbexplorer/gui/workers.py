@@ -1,43 +1,50 @@
-"""Running core generator jobs on a worker thread.
+"""Running core generator jobs on a worker thread, and collecting garbage on the UI thread only.
 
 A :class:`JobHandle` owns one QThread and one worker object moved onto it. The worker drives the job with
 ``jobs.run`` and reports through queued signals, so the window's slots run on the UI thread and the UI
 never blocks while a model loads or builds. ``cancel()`` only raises a flag: ``jobs.run`` checks it
-between the job's events, closes the generator (its ``finally:`` blocks clean up) and raises
-``Cancelled``, which becomes the ``cancelled`` signal. Any event other than ``Progress`` and ``Log`` comes
-out as the ``event`` signal, in order, so a job can stream partial results (an image classified) to the UI.
+between the job's events (and at any ``jobs.checkpoint()`` inside the job), closes the generator (its
+``finally:`` blocks clean up) and raises ``Cancelled``, which becomes the ``cancelled`` signal. ``Progress``
+comes out as ``progress``, ``Log`` lines as ``log`` (and are kept, bounded, in ``logs``), and any other event
+as ``event``, in order, so a job can stream partial results (an image classified) to the UI.
 
 Lifetimes are explicit: once a job's thread has stopped, the worker and the thread are deleted on the UI
 thread (``deleteLater``). Left to Python's garbage collector they could be destroyed on whichever thread
-happens to collect, such as the next job's worker thread, and Qt objects must not die on a foreign thread.
-For the same reason a failure keeps its exception without traceback: a traceback holds the worker's frame,
-which holds the worker, which holds the exception, a cycle only the collector would free.
+happens to collect, and Qt objects must not die on a foreign thread. For the same reason a failure keeps
+its exception without traceback (a traceback holds the worker's frame, which holds the worker, which holds
+the exception: a cycle only the collector would free); the worker formats the traceback as text first.
 
-And while any job runs, Python's automatic garbage collection is paused. The collector runs on whichever
-thread happens to allocate when a threshold is crossed; on a worker thread it would destroy any
-unreachable Qt object there (a window, a dialog, an event loop a test left behind), and Qt objects must
-die on their own thread: that crashes. With automatic collection paused, nothing is collected on a worker
-thread; reference counting still frees everything acyclic, and collection resumes on the UI thread when
-the last job ends. This is the usual recipe for Python Qt apps with worker threads.
+Python's automatic garbage collection is off for the application's life (:func:`install_collector`, called
+where the QApplication is made): the collector would run on whichever thread happens to allocate when a
+threshold is crossed, and on a worker thread it would destroy unreachable Qt objects there (a window, a
+dialog, an event loop a test left behind), which crashes. A timer on the UI thread collects instead,
+generation by generation as the thresholds say: pyqtgraph's recipe (``pyqtgraph/util/garbage_collector.py``).
+Reference counting still frees everything acyclic at once, on any thread.
 """
 
 from __future__ import annotations
 
 import gc
 import threading
-from typing import Any, Callable
+import traceback
+from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
 from mbexplorer.core import jobs
 from mbexplorer.core.errors import Cancelled, MbxError
 
+MAX_LOG_LINES = 500  # a job's log kept for a failure's details; older lines are dropped
+
 
 class _Worker(QObject):
     progress = Signal(float, str)
+    log = Signal(str, str)  # level, message
     finished = Signal(object)
-    failed = Signal(str)
+    failed = Signal(str, str)  # one-line message, traceback text
     cancelled = Signal()
     event = Signal(object)
 
@@ -54,11 +61,13 @@ class _Worker(QObject):
         except Cancelled:
             self.cancelled.emit()
         except MbxError as exc:
+            text = _format(exc)
             self.exception = _detached(exc)
-            self.failed.emit(str(exc))
+            self.failed.emit(str(exc), text)
         except Exception as exc:  # a bug in the core: say so in one line rather than die silently
+            text = _format(exc)
             self.exception = _detached(exc)
-            self.failed.emit(f"internal error: {type(exc).__name__}: {exc}")
+            self.failed.emit(f"internal error: {type(exc).__name__}: {exc}", text)
         else:
             self.finished.emit(result)
         finally:
@@ -74,30 +83,13 @@ class _Worker(QObject):
         if isinstance(event, jobs.Progress):
             self.progress.emit(float(event.fraction), event.message)
         elif isinstance(event, jobs.Log):
-            self.progress.emit(-1.0, event.message)  # a log line: message only, progress unchanged
+            self.log.emit(event.level, event.message)
         else:
             self.event.emit(event)  # a job's own event (a partial result to stream to the UI)
 
 
-_gc_state = {"pauses": 0, "was_enabled": False}
-
-
-def _pause_gc() -> None:
-    if _gc_state["pauses"] == 0:
-        _gc_state["was_enabled"] = gc.isenabled()
-        gc.disable()
-    _gc_state["pauses"] += 1
-
-
-def _resume_gc() -> None:
-    _gc_state["pauses"] = max(0, _gc_state["pauses"] - 1)
-    if _gc_state["pauses"] == 0 and _gc_state["was_enabled"]:
-        gc.enable()
-
-
-def gc_paused() -> bool:
-    """Whether jobs hold automatic garbage collection paused (for tests and diagnostics)."""
-    return _gc_state["pauses"] > 0
+def _format(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 def _detached(exc: BaseException) -> BaseException:
@@ -109,7 +101,9 @@ def _detached(exc: BaseException) -> BaseException:
 class JobHandle(QObject):
     """One job on its own thread. Signals arrive on the thread that created the handle (the UI thread)."""
 
-    progress = Signal(float, str)  # fraction 0..1 (-1: message only), message
+    progress = Signal(float, str)  # fraction 0..1, message
+    log = Signal(str, str)  # level ("info", "warning"), message
+    ended = Signal()  # the job's outcome is in (state set), just before finished, failed or cancelled
     finished = Signal(object)  # the job's result
     failed = Signal(str)  # a user-facing one-line message
     cancelled = Signal()
@@ -119,6 +113,7 @@ class JobHandle(QObject):
     def __init__(self, factory: Callable[[], jobs.Job], label: str = "", parent: QObject | None = None):
         super().__init__(parent)
         self.label = label
+        self.lane = ""  # set by the task registry that runs it
         self._flag = threading.Event()
         self._thread = QThread()
         self._thread.setObjectName(f"job: {label}" if label else "job")
@@ -127,6 +122,7 @@ class JobHandle(QObject):
         self._thread.started.connect(self._worker.run)
         # Signal-to-signal connections are queued across threads: they fire on this handle's thread.
         self._worker.progress.connect(self.progress)
+        self._worker.log.connect(self._on_log)
         self._worker.event.connect(self.event)
         self._worker.finished.connect(self._on_finished)
         self._worker.failed.connect(self._on_failed)
@@ -134,24 +130,33 @@ class JobHandle(QObject):
         self._thread.finished.connect(self._on_thread_finished)
         self.result: Any = None
         self.error: str | None = None
+        self.traceback = ""  # a failure's traceback, as text
+        self.logs: deque[tuple[str, str]] = deque(maxlen=MAX_LOG_LINES)  # (level, message)
         self.state = "idle"  # idle, running, finished, failed, cancelled
         self._exception: BaseException | None = None
-        self._gc_paused = False
         self._released = False
 
     @property
     def exception(self) -> BaseException | None:
-        """The failure's exception (no traceback), for callers that act on its type."""
+        """The failure's exception (no traceback: see ``traceback``), for callers that act on its type."""
         return self._exception
+
+    def details(self) -> str:
+        """For a failure's "Details": the job's log lines, then the traceback if it was an internal error
+        (an ``MbxError`` is the user's to fix; its traceback would only be noise)."""
+        lines = [f"{level}: {message}" for level, message in self.logs]
+        if self.traceback and not isinstance(self._exception, MbxError):
+            lines.append(self.traceback.rstrip())
+        return "\n".join(lines)
 
     def _on_thread_finished(self) -> None:
         if self.release():
             self.done.emit()
 
     def release(self) -> bool:
-        """Once the thread has stopped: schedule the worker and thread for deletion on this thread and
-        resume garbage collection. Idempotent; the owner calls it when it cannot wait for the event loop
-        (a window closing with jobs still unwinding). Returns whether this call did the work."""
+        """Once the thread has stopped: schedule the worker and thread for deletion on this thread.
+        Idempotent; the owner calls it when it cannot wait for the event loop (a window closing with jobs
+        still unwinding). Returns whether this call did the work."""
         if self._released or (shiboken6.isValid(self._thread) and self._thread.isRunning()):
             return False
         self._released = True
@@ -160,15 +165,10 @@ class JobHandle(QObject):
             self._thread.deleteLater()
         if shiboken6.isValid(self._worker):
             self._worker.deleteLater()
-        if self._gc_paused:
-            self._gc_paused = False
-            _resume_gc()
         return True
 
-    def start(self) -> "JobHandle":
+    def start(self) -> JobHandle:
         self.state = "running"
-        _pause_gc()
-        self._gc_paused = True
         self._thread.start()
         return self
 
@@ -189,22 +189,71 @@ class JobHandle(QObject):
         if shiboken6.isValid(self._thread):
             self._thread.quit()
 
+    def _on_log(self, level: str, message: str) -> None:
+        self.logs.append((level, message))
+        self.log.emit(level, message)
+
     def _on_finished(self, result) -> None:
         self.state, self.result = "finished", result
         self._stop()
+        self.ended.emit()
         self.finished.emit(result)
 
-    def _on_failed(self, message: str) -> None:
-        self.state, self.error = "failed", message
+    def _on_failed(self, message: str, text: str) -> None:
+        self.state, self.error, self.traceback = "failed", message, text
         self._exception = self._worker.exception
         self._stop()
+        self.ended.emit()
         self.failed.emit(message)
 
     def _on_cancelled(self) -> None:
         self.state = "cancelled"
         self._stop()
+        self.ended.emit()
         self.cancelled.emit()
 
 
 def start_job(factory: Callable[[], jobs.Job], label: str = "", parent: QObject | None = None) -> JobHandle:
     return JobHandle(factory, label, parent).start()
+
+
+class GarbageCollector(QObject):
+    """Automatic collection off; a timer on this (the UI) thread collects instead: generation 0 once it has
+    crossed its threshold, the older ones when theirs are crossed too, as the interpreter would."""
+
+    def __init__(self, interval_ms: int = 1000, parent: QObject | None = None):
+        super().__init__(parent)
+        self.threshold = gc.get_threshold()
+        self.collections = 0  # how many times check() collected (for tests and diagnostics)
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.check)
+        self.timer.start(interval_ms)
+
+    def check(self) -> None:
+        l0, l1, l2 = gc.get_count()
+        if l0 > self.threshold[0]:
+            gc.collect(0)
+            if l1 > self.threshold[1]:
+                gc.collect(1)
+                if l2 > self.threshold[2]:
+                    gc.collect(2)
+            self.collections += 1
+
+
+_collector: GarbageCollector | None = None
+
+
+def install_collector(app: QCoreApplication, interval_ms: int = 1000) -> GarbageCollector:
+    """Turn automatic garbage collection off for the application's life and collect on its thread by timer
+    (see the module's docstring). Call from the thread that made ``app``; once is enough, more is harmless."""
+    global _collector
+    if _collector is None or not shiboken6.isValid(_collector):
+        _collector = GarbageCollector(interval_ms, app)  # a child of the app: its timer lives on the UI thread
+    gc.disable()  # again, should anything have turned it back on
+    return _collector
+
+
+def collector() -> GarbageCollector | None:
+    """The installed collector, if any."""
+    return _collector if _collector is not None and shiboken6.isValid(_collector) else None

@@ -1,19 +1,91 @@
-"""The command line, run as a user runs it: a real subprocess of the installed console script's module."""
+"""The command line. Most tests call ``main()`` in this process, as the console script does
+(``sys.exit(main())``), and capture file descriptors 1 and 2, so that what C libraries write is seen too. A few
+run a real process where only a process shows the behaviour: the script starts, start-up imports, a reader
+closing the pipe, a full disk on stdout, nothing printed at exit."""
 
 import json
-from pathlib import Path
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from mbexplorer import cli
 
-def mbx(*args, timeout=180):
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def mbx(capfd):
+    def run(*args) -> Run:
+        capfd.readouterr()  # what the test itself printed is not the command's
+        try:
+            rc = cli.main([str(a) for a in args])
+        except SystemExit as exc:  # argparse: --help, usage errors (status 2)
+            rc = exc.code
+        out, err = capfd.readouterr()
+        return Run(rc, out, err)
+
+    return run
+
+
+def mbx_process(*args, timeout=180, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mbexplorer.cli", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, **kw)
 
 
-def test_build_then_summary_json_has_exact_figures(tmp_path):
+def test_the_script_and_the_module_start():
+    """The installed console script and ``python -m mbexplorer.cli`` really start (entry point, imports)."""
+    script = Path(sys.executable).with_name("mbexplorer")
+    runs = [mbx_process("--help")]
+    if script.exists():  # installed with pip; a checkout run in place has only the module
+        runs.append(subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60))
+    for r in runs:
+        assert r.returncode == 0 and r.stderr == ""
+        assert r.stdout.startswith("usage: mbexplorer ")
+        assert all(c in r.stdout for c in ("gui", "summary", "predict", "convert", "build"))
+    r = mbx_process("summary", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: mbexplorer summary ") and "--convention" in r.stdout
+
+
+def test_start_up_imports_only_what_parsing_needs():
+    """`mbexplorer --help` stays instant: importing the CLI loads none of the heavy libraries (each command
+    imports what it needs when it runs)."""
+    heavy = ("onnx", "numpy", "onnxruntime", "PIL", "PySide6", "pyqtgraph", "h5py", "safetensors", "tflite")
+    code = f"import sys, mbexplorer.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "[]\n"
+
+
+def test_an_error_is_one_line_and_nothing_else_at_exit(tmp_path):
+    """A real process: the one-line message and status 1, and nothing printed at exit (no traceback, no
+    'Exception ignored' from a flush, no library's shutdown message)."""
+    p = tmp_path / "bad.onnx"
+    p.write_bytes(b"hello world\n")
+    r = mbx_process("summary", p)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.startswith("mbexplorer: error: ") and r.stderr.count("\n") == 1
+
+
+def test_in_process_calls_leave_stdout_working(mbx, capfd):
+    """main() in-process must not redirect the caller's stdout: _drop_stdout (the broken-pipe / full-disk path)
+    leaves a stream that is not the process's real stdout alone."""
+    cli._drop_stdout()
+    print("still captured")
+    assert capfd.readouterr().out == "still captured\n"
+    for _ in range(2):  # no state carried from one call to the next
+        r = mbx("build", "--help")
+        assert r.returncode == 0 and r.stdout.startswith("usage: mbexplorer build ") and r.stderr == ""
+
+
+def test_build_then_summary_json_has_exact_figures(tmp_path, mbx):
     out = tmp_path / "v1.onnx"
     r = mbx("build", "mobilenet_v1", "--width", "1.0", "--resolution", "224", "-o", out)
     assert r.returncode == 0, r.stderr
@@ -28,7 +100,7 @@ def test_build_then_summary_json_has_exact_figures(tmp_path):
     assert d["not_counted"] == []
 
 
-def test_summary_conventions_and_csv(tmp_path):
+def test_summary_conventions_and_csv(tmp_path, mbx):
     model = tmp_path / "v1.onnx"
     assert mbx("build", "mobilenet_v1", "--width", "0.25", "--rounding", "paddle", "-o", model).returncode == 0
     csv_path = tmp_path / "layers.csv"
@@ -41,7 +113,7 @@ def test_summary_conventions_and_csv(tmp_path):
     assert len(lines) > 80
 
 
-def test_build_options(tmp_path):
+def test_build_options(tmp_path, mbx):
     out = tmp_path / "v3.onnx"
     r = mbx("build", "mobilenet_v3_small", "--width", "0.75", "--resolution", "160", "--classes", "10", "--fold-bn",
             "-o", out)
@@ -53,7 +125,7 @@ def test_build_options(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"hello world\n", b"\x08\x07\x12\x04abc"])
-def test_bad_input_is_one_line_no_traceback(tmp_path, content):
+def test_bad_input_is_one_line_no_traceback(tmp_path, content, mbx):
     p = tmp_path / "bad.onnx"
     p.write_bytes(content)
     r = mbx("summary", p)
@@ -62,7 +134,7 @@ def test_bad_input_is_one_line_no_traceback(tmp_path, content):
     assert "Traceback" not in r.stderr
 
 
-def test_directory_unknown_op_and_bad_build_args(tmp_path):
+def test_directory_unknown_op_and_bad_build_args(tmp_path, mbx):
     r = mbx("summary", tmp_path)
     assert r.returncode == 1 and "folder" in r.stderr and "Traceback" not in r.stderr
     import onnx
@@ -79,7 +151,7 @@ def test_directory_unknown_op_and_bad_build_args(tmp_path):
     assert r.returncode == 1 and "width 5 is outside" in r.stderr
 
 
-def test_input_shape_option(tmp_path):
+def test_input_shape_option(tmp_path, mbx):
     import onnx
     from onnx import helper
 
@@ -94,7 +166,7 @@ def test_input_shape_option(tmp_path):
     assert json.loads(r.stdout)["layers"][0]["output_shapes"] == [[1, 3, 64, 64]]
 
 
-def test_predict_json_with_a_bad_file_among_good_ones(tmp_path):
+def test_predict_json_with_a_bad_file_among_good_ones(tmp_path, mbx):
     from PIL import Image
 
     model = tmp_path / "v1.onnx"
@@ -117,7 +189,7 @@ def test_predict_json_with_a_bad_file_among_good_ones(tmp_path):
     assert r.returncode == 0 and "inception: central crop 87.5%" in r.stdout
 
 
-def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path):
+def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path, mbx):
     src = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
     q, f = tmp_path / "q.onnx", tmp_path / "f.onnx"
     r = mbx("convert", src, "-o", q, "--float-twin", f)
@@ -132,7 +204,7 @@ def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path):
     assert r.returncode == 1 and "no float twin" in r.stderr
 
 
-def test_predict_refuses_what_would_print_nothing(tmp_path, model_file):
+def test_predict_refuses_what_would_print_nothing(tmp_path, model_file, mbx):
     model = model_file("mobilenet_v1", 0.25, 96)
     (tmp_path / "empty").mkdir()
     r = mbx("predict", model, tmp_path / "empty")
@@ -150,7 +222,7 @@ def test_predict_refuses_what_would_print_nothing(tmp_path, model_file):
     assert json.loads(r.stdout)["results"][0]["topk"][0]["label"] != "a"  # ImageNet's names, as warned
 
 
-def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file):
+def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file, mbx):
     from PIL import Image
 
     model = model_file("mobilenet_v1", 0.25, 96)
@@ -163,7 +235,7 @@ def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file):
     assert "too large to decode safely" in res[0]["error"] and res[1]["topk"]
 
 
-def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file):
+def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file, mbx):
     model = model_file("mobilenet_v1", 0.25, 96)
     for target, why in ((tmp_path / "nope" / "x.csv", "No such file or directory"), (tmp_path, "Is a directory")):
         r = mbx("summary", model, "--csv", target)
@@ -172,10 +244,12 @@ def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file):
 
 
 def test_reader_closing_the_pipe_is_quiet(model_file):
-    # `mbexplorer summary m.onnx | head -1`: the reader leaves after one line; no message, SIGPIPE's status.
-    model = model_file("mobilenet_v1", 0.25, 96)
-    p = subprocess.Popen([sys.executable, "-m", "mbexplorer.cli", "summary", str(model)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, bufsize=0)
+    # `mbexplorer summary m.onnx --json | head -1`: the reader leaves after one line; no message, SIGPIPE's
+    # status. The output (86 KB) is larger than a pipe holds (64 KiB), so the writer is still writing when the
+    # reader leaves, however stdout is buffered (a short output would fit in the pipe and exit 0).
+    model = model_file("mobilenet_v3_large", 0.25, 96)
+    p = subprocess.Popen([sys.executable, "-m", "mbexplorer.cli", "summary", str(model), "--json"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     assert p.stdout.readline()
     p.stdout.close()
     err = p.stderr.read().decode()
@@ -191,7 +265,7 @@ def test_full_disk_on_stdout_is_one_line(model_file):
     assert r.returncode == 1 and r.stderr == "mbexplorer: error: cannot write the output: No space left on device\n"
 
 
-def test_broken_graphs_and_bad_shapes_are_refused(tmp_path, built):
+def test_broken_graphs_and_bad_shapes_are_refused(tmp_path, built, mbx):
     import onnx
     from onnx import helper
 
@@ -211,7 +285,7 @@ def test_broken_graphs_and_bad_shapes_are_refused(tmp_path, built):
     assert r.returncode == 2 and "every size must be at least 1" in r.stderr
 
 
-def test_long_block_names_are_not_cut(model_file):
+def test_long_block_names_are_not_cut(model_file, mbx):
     r = mbx("summary", model_file("mobilenet_v3_large", 0.25, 96))  # V3-Large has names over 52 characters
     assert r.returncode == 0, r.stderr
     assert "block 12: expand x5.25, dw 3x3 s1, SE, h-swish, residual " in r.stdout
@@ -219,7 +293,7 @@ def test_long_block_names_are_not_cut(model_file):
     assert len({len(line) for line in rows}) == 1  # one column width: the numbers still line up
 
 
-def test_predict_custom_preprocessing_reproduces_data_md(shared_dir):
+def test_predict_custom_preprocessing_reproduces_data_md(shared_dir, mbx):
     """DATA.md's reference preprocessing (whole image, PIL bilinear, raw pixels) as a custom preset from the
     command line gives its table's top-3 for the 0.25/128 Coral model on cat.bmp."""
     model = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
@@ -232,7 +306,7 @@ def test_predict_custom_preprocessing_reproduces_data_md(shared_dir):
     assert top == [(286, 0.133), (283, 0.117), (282, 0.078)]
 
 
-def test_predict_custom_values_and_bad_options(tmp_path, model_file):
+def test_predict_custom_values_and_bad_options(tmp_path, model_file, mbx):
     from PIL import Image
 
     model = model_file("mobilenet_v1", 0.25, 96)
@@ -247,7 +321,7 @@ def test_predict_custom_values_and_bad_options(tmp_path, model_file):
     assert r.returncode == 2 and "not one or three numbers" in r.stderr
 
 
-def test_summary_marks_sums_that_leave_ops_out(tmp_path):
+def test_summary_marks_sums_that_leave_ops_out(tmp_path, mbx):
     import numpy as np
     import onnx
     from onnx import helper, numpy_helper
@@ -268,7 +342,7 @@ def test_summary_marks_sums_that_leave_ops_out(tmp_path):
     assert "+" not in next(line for line in plain.splitlines() if line.startswith("total"))
 
 
-def test_convert_standard_qdq_for_other_tools(shared_dir, tmp_path):
+def test_convert_standard_qdq_for_other_tools(shared_dir, tmp_path, mbx):
     import onnx
 
     src = shared_dir / "models" / "v3-small_224_1.0_uint8.tflite"

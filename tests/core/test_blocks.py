@@ -75,7 +75,7 @@ def _anonymise(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
                 names[t] = f"t{len(names)}_{rng.randrange(10**6)}"
     for t in g.initializer:
         t.name = names.get(t.name, t.name)
-    for i, n in enumerate(g.node):
+    for n in g.node:
         n.name = f"/m/n{rng.randrange(10**6)}"
         n.input[:] = [names.get(t, t) for t in n.input]
         n.output[:] = [names.get(t, t) for t in n.output]
@@ -116,7 +116,8 @@ def _qdq(model: onnx.ModelProto) -> onnx.ModelProto:
             w = numpy_helper.to_array(inits[w_name])
             scale = np.float32(max(np.abs(w).max(), 1e-8) / 127)
             q = np.clip(np.round(w / scale), -127, 127).astype(np.int8)
-            extra += [numpy_helper.from_array(q, w_name + "_q"), numpy_helper.from_array(np.array(scale), w_name + "_s")]
+            extra += [numpy_helper.from_array(q, w_name + "_q"),
+                      numpy_helper.from_array(np.array(scale), w_name + "_s")]
             new_nodes.append(helper.make_node("DequantizeLinear", [w_name + "_q", w_name + "_s"], [w_name + "_dq"],
                                               name=w_name + "_DQ"))
             n.input[1] = w_name + "_dq"

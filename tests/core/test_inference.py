@@ -81,3 +81,14 @@ def test_k_is_clamped(built, k):
     assert len(pred.topk) == min(k, 1000)
     scores = [t.score for t in pred.topk]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_classifier_runs_through_the_session_layer(built):
+    from mbexplorer.core.runtime import Session
+
+    clf = Classifier(built("mobilenet_v1", 0.25, 128), threads=1)
+    assert isinstance(clf.runtime, Session) and clf.session is clf.runtime.session
+    assert clf.runtime.providers == ["CPUExecutionProvider"]
+    assert clf.session.get_session_options().intra_op_num_threads == 1
+    assert clf.session.get_session_options().log_severity_level == 3  # quiet, as before
+    assert clf.with_preprocess(clf.preprocess).runtime is clf.runtime  # a preset change builds no session

@@ -1,10 +1,11 @@
-"""Generator jobs: results, nested progress, cancellation that runs the job's clean-up."""
+"""Generator jobs: results, nested progress, log levels, cancellation (between events and at checkpoints)
+that runs the job's clean-up."""
 
 import pytest
 
 from mbexplorer.core.analysis import build_job
 from mbexplorer.core.errors import Cancelled
-from mbexplorer.core.jobs import Log, Progress, nested, run
+from mbexplorer.core.jobs import Log, Progress, checkpoint, nested, run, warn
 
 
 def test_run_returns_the_result_and_reports_events():
@@ -64,3 +65,49 @@ def test_build_job_reports_monotonic_progress():
     a = run(build_job("mobilenet_v3_small", 0.5, 128), lambda e: fractions.append(e.fraction))
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert a.costs.totals()["macs"] > 0 and len(a.blocks.blocks) == 13
+
+
+def test_log_lines_have_a_level():
+    assert warn("careful") == Log("careful", "warning") and Log("note").level == "info"
+
+
+def test_checkpoint_cancels_a_blocking_stretch_between_yields():
+    """A job blocked in a long loop between two yields stops at its next checkpoint, and its clean-up runs."""
+    flag = {"cancel": False}
+    reached, cleaned = [], []
+
+    def job():
+        try:
+            yield Progress(0.0)
+            for i in range(1000):  # one long stretch: no yield, only checkpoints
+                if i == 10:
+                    flag["cancel"] = True  # the user clicks Cancel meanwhile
+                checkpoint()
+                reached.append(i)
+            yield Progress(1.0)
+        finally:
+            checkpoint()  # clean-up is not interrupted: the cancel test is gone by then
+            cleaned.append(True)
+
+    with pytest.raises(Cancelled):
+        run(job(), None, lambda: flag["cancel"])
+    assert reached == list(range(10)) and cleaned == [True]
+    checkpoint()  # outside a job: nothing to cancel
+
+
+def test_checkpoint_in_an_inner_run_follows_the_outer_cancel():
+    flag = {"cancel": False}
+
+    def inner():
+        flag["cancel"] = True
+        checkpoint()
+        yield Progress(1.0)
+        return "not reached"
+
+    def outer():
+        yield Progress(0.0)
+        return run(inner())  # a job that drives another one without a cancel test of its own
+
+    with pytest.raises(Cancelled):
+        run(outer(), None, lambda: flag["cancel"])
+    assert run(inner()) == "not reached"  # no job around it: the checkpoint does nothing

@@ -572,7 +572,7 @@ def test_mobilenet_v2_weights_only_computes_what_keras_does(tmp_path):
     same weights: Keras's layer semantics (TF SAME = pad bottom/right before a stride-2 depthwise, BN eps
     1e-3, ReLU6, residuals where shapes match)."""
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
+    nnf = torch.nn.functional
     weights = _v2_weights()
     m = import_keras(write_h5(tmp_path / "mobilenet_v2_0.35_224.h5", weights))
     w = {layer: dict(values) for layer, values in weights.items()}
@@ -580,21 +580,21 @@ def test_mobilenet_v2_weights_only_computes_what_keras_does(tmp_path):
 
     def bn(x, name):
         d = w[name]
-        return F.batch_norm(x, t(d["moving_mean"]), t(d["moving_variance"]), t(d["gamma"]), t(d["beta"]),
+        return nnf.batch_norm(x, t(d["moving_mean"]), t(d["moving_variance"]), t(d["gamma"]), t(d["beta"]),
                             False, 0.0, 1e-3)
 
     def conv(x, name, stride=1):  # Keras HWIO -> OIHW; 1x1 convs need no padding
-        return F.conv2d(x, t(w[name]["kernel"]).permute(3, 2, 0, 1), stride=stride)
+        return nnf.conv2d(x, t(w[name]["kernel"]).permute(3, 2, 0, 1), stride=stride)
 
     def depthwise(x, name, stride):
         k = t(w[name]["depthwise_kernel"]).permute(2, 3, 0, 1).reshape(-1, 1, 3, 3)
         if stride == 2:
-            return F.conv2d(F.pad(x, (0, 1, 0, 1)), k, stride=2, groups=x.shape[1])
-        return F.conv2d(x, k, padding=1, groups=x.shape[1])
+            return nnf.conv2d(nnf.pad(x, (0, 1, 0, 1)), k, stride=2, groups=x.shape[1])
+        return nnf.conv2d(x, k, padding=1, groups=x.shape[1])
 
     relu6 = lambda x: x.clamp(0, 6)  # noqa: E731
     x = np.random.default_rng(2).uniform(-1, 1, (2, 224, 224, 3)).astype(np.float32)
-    h = relu6(bn(conv(F.pad(t(x).permute(0, 3, 1, 2), (0, 1, 0, 1)), "Conv1", 2), "bn_Conv1"))
+    h = relu6(bn(conv(nnf.pad(t(x).permute(0, 3, 1, 2), (0, 1, 0, 1)), "Conv1", 2), "bn_Conv1"))
     b = 0
     for _, _, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
                        (6, 320, 1, 1)]:
@@ -683,11 +683,13 @@ def test_truncated_h5(tmp_path, tfjs_parts):
         import_keras(cut)
     assert "cut.h5" in _one_line(e.value)
     cut.write_bytes(full[:100])
-    with pytest.raises(TruncatedModelError):
+    with pytest.raises(TruncatedModelError, match=r"^cut\.h5 starts like an HDF5 file but cannot be opened .*"
+                                                  "truncated or corrupt"):
         import_keras(cut)
     zcut = tmp_path / "cut.keras"
     zcut.write_bytes(write_keras(tmp_path / "ok.keras", config, weights).read_bytes()[:5000])
-    with pytest.raises(TruncatedModelError):
+    with pytest.raises(TruncatedModelError, match=r"^cut\.keras starts like a zip \(\.keras\) archive but cannot "
+                                                  "be read .*truncated or corrupt"):
         import_keras(zcut)
 
 

@@ -12,6 +12,7 @@ from mbexplorer.core.errors import (
     ExternalDataError,
     InputShapeError,
     InvalidGraphError,
+    ModelLoadError,
     NotAModelError,
     TruncatedModelError,
     UnknownOperatorError,
@@ -78,14 +79,22 @@ def test_truncated_onnx(model_file, tmp_path):
 
 
 def test_directory_and_missing_file(tmp_path):
-    with pytest.raises(NotAModelError, match="folder"):
+    # exact types (not a subclass, which pytest.raises would accept) and the whole message
+    with pytest.raises(NotAModelError) as info:
         load(tmp_path)
+    assert type(info.value) is NotAModelError
+    assert str(info.value) == f"{tmp_path} is a folder, not a model file. Choose the model file inside it."
     (tmp_path / "tfjs").mkdir()
     (tmp_path / "tfjs" / "model.json").write_text("{}")
-    with pytest.raises(NotAModelError, match="not a TF.js model"):
+    with pytest.raises(NotAModelError) as info:
         load(tmp_path / "tfjs")  # a folder with a model.json goes to the TF.js importer
-    with pytest.raises(Exception, match="does not exist"):
+    assert type(info.value) is NotAModelError
+    assert str(info.value) == ("model.json is JSON but not a TF.js model: it has no 'modelTopology' and "
+                               "'weightsManifest'.")
+    with pytest.raises(ModelLoadError) as info:
         load(tmp_path / "nope.onnx")
+    assert type(info.value) is ModelLoadError  # not NotAModelError: there is no file to judge
+    assert str(info.value) == f"{tmp_path / 'nope.onnx'} does not exist."
 
 
 def _tiny(op="Relu", domain="", opset=17, shape=(1, 3, 8, 8)):
@@ -228,3 +237,55 @@ def test_labels_embedded_in_onnx_metadata(tmp_path, value):
     p = tmp_path / "m.onnx"
     onnx.save(m, str(p))
     assert load(p).labels == ["cat", "dog", "bird"]
+
+
+def _unnamed_and_duplicates():
+    """A chain x -> y whose nodes are unnamed, share names, or carry a name a generated one would take;
+    listed backwards, so names follow the sorted order, not the file's."""
+    chain = [("Relu", ""), ("Neg", "dup"), ("Abs", "dup"), ("Relu", "dup_1"), ("Sigmoid", "Relu_0"), ("Relu", "")]
+    tensors = ["x", "a", "b", "c", "d", "e", "y"]
+    nodes = [helper.make_node(op, [tensors[i]], [tensors[i + 1]], name=name) for i, (op, name) in enumerate(chain)]
+    g = helper.make_graph(nodes[::-1], "names", [helper.make_tensor_value_info("x", 1, [1, 3])],
+                          [helper.make_tensor_value_info("y", 1, [1, 3])])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_every_node_gets_a_unique_name_in_the_model(tmp_path):
+    from mbexplorer.core.graph import GraphIndex
+    from mbexplorer.core.model import from_proto
+
+    loaded = from_proto(_unnamed_and_duplicates(), name="names", source_format="onnx")
+    names = [n.name for n in loaded.model.graph.node]
+    # a named node keeps its name (the first of duplicates too); the others never take a name in use
+    assert names == ["Relu_0_1", "dup", "dup_2", "dup_1", "Relu_0", "Relu_5"]
+    assert GraphIndex(loaded).names == names
+    p = tmp_path / "named.onnx"
+    onnx.save(loaded.model, str(p))
+    assert [n.name for n in onnx.load(str(p)).graph.node] == names
+    assert [n.name for n in load(p).graph.node] == names  # loading again renames nothing
+
+
+def test_onnxruntime_profiles_name_the_nodes(tmp_path):
+    """The point of writing names into the model: onnxruntime's per-node profile refers to the same nodes
+    (instead of names of its own for unnamed ones) as the app's tables."""
+    import json
+
+    import onnxruntime as ort
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from mbexplorer.core.model import from_proto
+
+    with pytest.raises(Fail, match="two nodes with same node name"):  # as written, it does not even load
+        ort.InferenceSession(_unnamed_and_duplicates().SerializeToString(), providers=["CPUExecutionProvider"])
+    loaded = from_proto(_unnamed_and_duplicates(), name="names", source_format="onnx")
+    opts = ort.SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "profile")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(loaded.model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess.run(None, {"x": np.ones((1, 3), np.float32)})
+    with open(sess.end_profiling()) as f:
+        events = json.load(f)
+    profiled = {e["name"].removesuffix("_kernel_time") for e in events
+                if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
+    assert profiled == {n.name for n in loaded.model.graph.node}

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from tflite_writer import BO, BOpt, Graph
 
 from mbexplorer.core.loading import load
-from tflite_writer import BO, BOpt, Graph
 
 interpreter_mod = pytest.importorskip("ai_edge_litert.interpreter")
 

@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from mbexplorer.core.errors import ModelLoadError, TruncatedModelError, UnsupportedFormatError
+from mbexplorer.core.errors import ModelLoadError, NotAModelError, TruncatedModelError, UnsupportedFormatError
 from mbexplorer.core.importers import torch_state
 from mbexplorer.core.importers.torch_state import (
     StateDictMismatchError,
@@ -308,18 +308,23 @@ def test_truncated_safetensors(tmp_path, built):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(TruncatedModelError) as e:
         import_state_dict(path)
-    one_line(e)
+    msg = one_line(e)
+    assert msg.startswith("cut.safetensors cannot be read as safetensors") and "truncated or corrupt" in msg
 
 
 def test_empty_and_unknown_files(tmp_path):
     (tmp_path / "empty.safetensors").write_bytes(b"")
-    with pytest.raises(ModelLoadError, match="empty"):
+    with pytest.raises(NotAModelError) as e:
         import_state_dict(tmp_path / "empty.safetensors")
+    assert one_line(e).startswith("empty.safetensors is empty (0 bytes): it is not a state dict.")
     (tmp_path / "weights.npz").write_bytes(b"\x93NUMPY garbage")
-    with pytest.raises(UnsupportedFormatError):
+    with pytest.raises(UnknownArchitectureError) as e:
         import_state_dict(tmp_path / "weights.npz")
-    with pytest.raises(ModelLoadError, match="does not exist"):
+    assert one_line(e).startswith("weights.npz is neither a .safetensors nor a PyTorch .pth file; save the state "
+                                  "dict with safetensors.torch.save_file(")
+    with pytest.raises(ModelLoadError) as e:
         import_state_dict(tmp_path / "nope.safetensors")
+    assert type(e.value) is ModelLoadError and one_line(e) == f"{tmp_path / 'nope.safetensors'} does not exist."
 
 
 def test_pth_without_torch_says_what_to_do(tmp_path, monkeypatch):

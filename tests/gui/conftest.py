@@ -1,4 +1,5 @@
-"""GUI fixtures: an isolated settings file per test, analyses built once per session, a shown window."""
+"""GUI fixtures: garbage collected on the UI thread only, an isolated settings file per test, analyses built
+once per session, a shown window."""
 
 from __future__ import annotations
 
@@ -9,6 +10,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 
 from mbexplorer.core.analysis import build_job, run  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ui_thread_collector(qapp):
+    """As in the app (``make_app``): automatic garbage collection off, a timer collects on the UI thread, so no
+    worker thread ever destroys a Qt object a test left behind."""
+    from mbexplorer.gui.workers import install_collector
+
+    return install_collector(qapp)
 
 
 @pytest.fixture(autouse=True)

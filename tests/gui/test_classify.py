@@ -1,6 +1,7 @@
 """The Classify tab: drops, the worker, live settings (k re-slices, a preset re-runs), bad files, compare mode,
 real images, and the window's drop routing."""
 
+import gc
 import os
 import re
 
@@ -14,7 +15,6 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from PySide6.QtWidgets import QDialogButtonBox, QWidget  # noqa: E402
 
 from mbexplorer.core.dropping import route_drop  # noqa: E402
-from mbexplorer.gui.workers import gc_paused  # noqa: E402
 
 SMALL = ("mobilenet_v1", 0.25, 128)  # random weights: enough for the mechanics, and quick
 RUN_MS = 30_000
@@ -128,6 +128,30 @@ def test_preset_change_runs_again(qtbot, classified):
     assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
     sessions = {id(c.session) for c in panel.cache.values()}
     assert len(panel.cache) == 2 and len(sessions) == 1  # another preset, the same onnxruntime session
+
+
+def test_runs_read_a_snapshot_of_the_cache(qtbot, classified, monkeypatch):
+    """The classifier cache belongs to the UI thread (a run prunes it): a job gets a read-only copy and sends
+    the classifiers it builds back as events."""
+    import mbexplorer.gui.classify_panel as classify_panel
+
+    given = []
+    real = classify_panel.classify_job
+
+    def spy(tasks, slots, cache, fast=False):
+        given.append(cache)
+        return real(tasks, slots, cache, fast)
+
+    monkeypatch.setattr(classify_panel, "classify_job", spy)
+    _, panel = classified
+    before = dict(panel.cache)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.set_preset("inception")
+    (cache,) = given
+    assert cache is not panel.cache and dict(cache) == before and len(before) == 1
+    with pytest.raises(TypeError):
+        cache[("A", 0, None, True)] = None
+    assert len(panel.cache) == 2 and panel.cache[panel.key("A")].preprocess.name == "inception"
 
 
 def test_custom_preprocessing_dialog(qtbot, classified):
@@ -360,10 +384,10 @@ def test_closing_mid_run_stops_it(qtbot, small_window, tmp_path):
     write_images(tmp_path / "many", 24)
     panel.add_paths([tmp_path / "many"])
     job = panel.job
-    assert job is not None and gc_paused()
+    assert job is not None and small_window.tasks.jobs() == [job] and not gc.isenabled()
     small_window.close()  # waits for the run to see its cancel flag
     assert job.is_cancel_requested() and not job.is_running()
-    assert not gc_paused()
+    assert small_window.tasks.jobs() == [] and panel.job is None
 
 
 def test_route_drop_rules(tmp_path, model_file):

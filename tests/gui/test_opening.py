@@ -1,5 +1,6 @@
 """Opening models: drag and drop, bad files, recent files, input shapes, cancelling, the builder dialog."""
 
+import gc
 import os
 import time
 
@@ -13,7 +14,6 @@ from PySide6.QtGui import QDropEvent  # noqa: E402
 from mbexplorer.core.jobs import Progress  # noqa: E402
 from mbexplorer.gui.main_window import MainWindow  # noqa: E402
 from mbexplorer.gui.recent import MAX_RECENT, RecentFiles  # noqa: E402
-from mbexplorer.gui.workers import gc_paused  # noqa: E402
 
 
 def drop(window, *paths):
@@ -154,7 +154,7 @@ def test_cancel_during_job(qtbot, v2_window):
     assert w.analysis is before and len(w.graph.block_items) == 19
     assert "Cancelled" in w.statusBar().currentMessage()
     assert job.wait(5_000)
-    qtbot.waitUntil(lambda: not gc_paused(), timeout=5_000)  # collection resumes once no job runs
+    qtbot.waitUntil(lambda: w.tasks.jobs() == [], timeout=5_000)  # forgotten once its thread has stopped
 
 
 def test_new_job_replaces_running_one(qtbot, v2_window, v1_file):
@@ -169,10 +169,10 @@ def test_new_job_replaces_running_one(qtbot, v2_window, v1_file):
 
 def test_closing_mid_job_stops_it(qtbot, window):
     job = window.start_job(_slow_job, "Slow job…", {"path": None})
-    assert gc_paused()
+    assert window.tasks.jobs() == [job] and not gc.isenabled()  # the UI thread's timer collects, not the job's
     window.close()  # waits for the job to see its cancel flag
     assert job.is_cancel_requested() and not job.is_running()
-    assert not gc_paused()
+    assert window.tasks.jobs() == [] and window.job is None
 
 
 def test_builder_dialog_builds(qtbot, window):

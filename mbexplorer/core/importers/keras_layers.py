@@ -18,11 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import InputShapeError, ModelLoadError, UnsupportedOperatorError
+from ..onnx_write import GraphWriter
 
-OPSET = 17
 NCHW, NHWC = "NCHW", "NHWC"
 TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 NCHW_POS = (0, 2, 3, 1)  # NHWC axis -> its position in NCHW
@@ -41,7 +40,7 @@ class Layer:
     cls: str
     config: dict
     calls: list[list[Ref]]  # the inbound tensors of each call
-    sub: "KerasModel | None" = None  # a nested model
+    sub: KerasModel | None = None  # a nested model
 
 
 @dataclass
@@ -192,42 +191,29 @@ def _act_name(v) -> str:
     return str(v)
 
 
-class Converter:
+class Converter(GraphWriter):
     def __init__(self, weights: dict, *, fold_bn: bool = False, keras_version: str = "", batch: str = "batch"):
+        super().__init__()
         self.weights = weights
         self.fold_bn = fold_bn
         self.keras3 = str(keras_version).startswith("3")
         self.batch = batch
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: list[onnx.TensorProto] = []
-        self.names: set[str] = set()
         self.views: dict[tuple[str, str], str] = {}
         self.consts: dict[tuple, str] = {}
-        self.graph_inputs: list[onnx.ValueInfoProto] = []
-        self.graph_outputs: list[onnx.ValueInfoProto] = []
         self.layer: Layer | None = None
         self.folded: dict[str, Layer] = {}  # conv layer name -> the BN layer folded into it
         self.skipped_bn: set[str] = set()
         self.used_weights: set[str] = set()
 
-    # names, nodes, constants ----------------------------------------------------------------------
-    def unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.names:
-            k += 1
-            name = f"{base}_{k}"
-        self.names.add(name)
-        return name
-
+    # nodes, constants ------------------------------------------------------------------------------
     def node(self, op: str, inputs: list[str], out: str, name: str | None = None, **attrs) -> str:
         out = self.unique(out)
-        self.nodes.append(helper.make_node(op, inputs, [out], name=name or out, **attrs))
+        self.add_node(op, inputs, [out], name or out, **attrs)
         return out
 
     def init(self, base: str, value: np.ndarray) -> str:
-        name = self.unique(base)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
+        # ascontiguousarray makes a 0-d value a 1-element tensor, as this importer has always written them
+        return self.add_initializer(self.unique(base), np.ascontiguousarray(value))
 
     def const(self, value, dtype=np.float32) -> str:
         arr = np.asarray(value, dtype=dtype)
@@ -344,7 +330,7 @@ class Converter:
             raise UnsupportedOperatorError(f"the Keras input '{lay.name}' is {dtype}; only float inputs are supported.")
         name = self.unique(lay.name)
         dims = [self.batch] + [int(d) for d in shape[1:]]
-        self.graph_inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+        self.add_input(name, np.float32, dims)
         return T(name, tuple([None] + dims[1:]), NHWC)
 
     def finish(self, outputs: list[T]) -> None:
@@ -355,7 +341,7 @@ class Converter:
                 for n in self.nodes:
                     n.input[:] = [inner if v == t.name else v for v in n.input]
                     n.output[:] = [inner if v == t.name else v for v in n.output]
-                self.names.discard(t.name)
+                self.taken.discard(t.name)
                 self.node("Transpose", [inner], t.name, f"{t.name}/to_nhwc", perm=list(TO_NHWC))
                 self.views[(inner, NHWC)] = t.name
                 t = T(inner, t.shape, NCHW)
@@ -363,7 +349,7 @@ class Converter:
             if name in {vi.name for vi in self.graph_inputs}:
                 name = self.node("Identity", [name], f"{name}/output")
             dims = [self.batch] + [int(d) for d in t.shape[1:]]
-            self.graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+            self.add_output(name, np.float32, dims)
 
     def _plan_folds(self, model: KerasModel) -> None:
         """fold_bn: a BatchNormalization right after a conv with no activation, the conv's only reader."""
@@ -815,12 +801,8 @@ def convert(model_config: dict, weights: dict, name: str, *, fold_bn: bool = Fal
             f"{name}: {where} has a config or weights the importer cannot read ({type(exc).__name__}: {exc}); "
             "the file is damaged or written by an unknown Keras version.") from exc
     cv.finish(outs)
-    graph = helper.make_graph(cv.nodes, name, cv.graph_inputs, cv.graph_outputs, initializer=cv.inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="mbexplorer-keras", ir_version=8)
     meta = {"source_format": source_format, "keras_version": str(keras_version or "unknown"),
             "bn_folded": str(bool(cv.folded)).lower(),
             "activation_layout": "graph input NHWC as in Keras; 4-D activations inside the graph NCHW"}
     meta.update(props or {})
-    helper.set_model_props(proto, meta)
-    return proto
+    return cv.to_model(name, "mbexplorer-keras", meta)

@@ -10,13 +10,11 @@ and cached, so a tensor is transposed at most once per layout. The converters (`
 from __future__ import annotations
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from ..errors import UnsupportedOperatorError
+from ..onnx_write import GraphWriter
 from .tflite_read import Operator, TFLiteGraph
 
-OPSET = 17
 NCHW, NATIVE = "NCHW", "native"
 TO_NCHW, TO_NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 NCHW_POS = (0, 2, 3, 1)  # NHWC axis -> its position in NCHW
@@ -40,33 +38,20 @@ def _order_kept(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and (shape[3] == 1 or (shape[1] == 1 and shape[2] == 1))
 
 
-class Emitter:
+class Emitter(GraphWriter):
     def __init__(self, g: TFLiteGraph, names: dict[int, str], qdq: bool, batch: bool):
+        super().__init__(reserved=names.values())  # every TFLite tensor's name, kept for its own ONNX tensor
         self.g, self.names, self.qdq, self.batch = g, names, qdq, batch
-        self.nodes: list[onnx.NodeProto] = []
-        self.inits: dict[str, onnx.TensorProto] = {}
         self.views: dict[tuple[int, str], str] = {}
         self.primary: dict[int, str] = {}
-        self.used: set[str] = set(names.values())
         self.cache: dict[tuple, str] = {}
         self.alias: dict[int, int] = {}  # DEQUANTIZE of a constant: output -> input
         self.outputs = set(g.outputs)
         self.op: Operator | None = None
-        self.graph_inputs: list[onnx.ValueInfoProto] = []
-        self.graph_outputs: list[onnx.ValueInfoProto] = []
-        self.functions: dict[tuple[str, str], onnx.FunctionProto] = {}  # model-local ops (see tflite_int)
 
-    # names and plain nodes -----------------------------------------------------------------------
-    def unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            k += 1
-            name = f"{base}_{k}"
-        self.used.add(name)
-        return name
-
+    # plain nodes -----------------------------------------------------------------------------------
     def node(self, op_type: str, inputs: list[str], output: str, name: str, **attrs) -> str:
-        self.nodes.append(helper.make_node(op_type, inputs, [output], name=name, **attrs))
+        self.add_node(op_type, inputs, [output], name, **attrs)
         return output
 
     def integer_input(self, name: str) -> str:
@@ -74,13 +59,8 @@ class Emitter:
         node = next(n for n in reversed(self.nodes) if n.op_type == "DequantizeLinear" and n.output[0] == name)
         return node.input[0]
 
-    def function(self, fn: onnx.FunctionProto) -> None:
-        self.functions.setdefault((fn.domain, fn.name), fn)
-
     def init(self, base: str, value: np.ndarray) -> str:
-        name = self.unique(base)
-        self.inits[name] = numpy_helper.from_array(np.asarray(value), name)
-        return name
+        return self.add_initializer(self.unique(base), value)
 
     def scalar(self, value: float) -> str:
         key = ("scalar", float(value))
@@ -140,12 +120,12 @@ class Emitter:
                 shape[0] = "batch"
             if self.qdq and t.quantized:
                 qn = self.unique(f"{x}_quantized")
-                self.graph_inputs.append(helper.make_tensor_value_info(qn, _elem(t.dtype), shape))
+                self.add_input(qn, t.dtype, shape)
                 (s, z), attrs = self.qparams(idx, NATIVE)
                 self.node("DequantizeLinear", [qn, s, z], x, f"{x}/dequantize", **attrs)
             else:
                 dtype = np.dtype(np.float32) if t.quantized else t.dtype
-                self.graph_inputs.append(helper.make_tensor_value_info(x, _elem(dtype), shape))
+                self.add_input(x, dtype, shape)
             self.views[(idx, NATIVE)] = x
             self.primary[idx] = NATIVE
 
@@ -157,7 +137,7 @@ class Emitter:
             if self.batch and shape:
                 shape[0] = "batch"
             dtype = np.dtype(np.float32) if t.quantized else t.dtype
-            self.graph_outputs.append(helper.make_tensor_value_info(name, _elem(dtype), shape))
+            self.add_output(name, dtype, shape)
 
     def x(self, idx: int, want: str | None = None) -> str:
         """An activation's name in the layout wanted (None: its primary one)."""
@@ -279,8 +259,7 @@ class Emitter:
                 value = data.astype(np.float32)
             else:
                 value = np.ascontiguousarray(data)
-            self.inits[name] = numpy_helper.from_array(np.asarray(value), name)
-            out = name
+            out = self.add_initializer(name, value)
         self.cache[key] = out
         return out
 
@@ -321,6 +300,3 @@ def _dequantize(t, data: np.ndarray | None = None, axis: int | None = None) -> n
         scale, zp = scale[0], zp[0]
     return ((data.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
 
-
-def _elem(dtype: np.dtype) -> int:
-    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-from onnx import helper
 
 from ..errors import TruncatedModelError, UnsupportedOperatorError
+from ..onnx_write import OPSET, unique_name
 from .tflite_emit import (
     _FUSED,
     _FUSED_NAMES,
     NATIVE,
     NCHW,
     NCHW_POS,
-    OPSET,
     TO_NCHW,
     Emitter,
     _dequantize,
@@ -83,7 +82,7 @@ def _conv(e: Emitter, op: Operator, depthwise: bool) -> None:
     act = o.get("FusedActivationFunction", 0)
     exact = _integer_conv_inputs(e, op, inputs)
     if exact is not None:  # per-channel int8 weights: XNNPACK's integer convolution (see tflite_int)
-        e.function(conv_function(OPSET))
+        e.add_function(conv_function(OPSET))
         e.emit("Conv", inputs + exact, op.outputs[0], NCHW, act, domain=DOMAIN, **attrs)
         return
     e.emit("Conv", inputs, op.outputs[0], NCHW, act, **attrs)
@@ -233,7 +232,7 @@ def _elementwise(e: Emitter, op: Operator, kind: str) -> None:
         (sa, za), _ = e.qparams(a, NATIVE)
         (sb, zb), _ = e.qparams(b, NATIVE)
         (so, _), _ = e.qparams(op.outputs[0], NATIVE)
-        e.function(add_function(OPSET))
+        e.add_function(add_function(OPSET))
         extra = [sa, za, sb, zb, e.init(f"{e.names[op.outputs[0]]}_add_params", params), so]
         e.emit("Add", inputs[:2] + extra, op.outputs[0], layout, act, domain=DOMAIN)
         return
@@ -309,7 +308,7 @@ def _hard_swish(e: Emitter, op: Operator) -> None:
     layout = e.layout(idx)
     (s, z), _ = e.qparams(idx, layout)
     real = e.init(f"{e.names[out]}_table", _dequantize(to, table))
-    e.function(lookup_function("HardSwish", OPSET))
+    e.add_function(lookup_function("HardSwish", OPSET))
     e.emit("HardSwish", [e.x(idx), real, s, z], out, layout, domain=DOMAIN)
     node = next(n for n in reversed(e.nodes) if n.op_type == "HardSwish")
     node.doc_string += "; TFLite's integer kernel, looked up per input value"
@@ -390,13 +389,7 @@ def tensor_names(g: TFLiteGraph) -> dict[int, str]:
     for idx in order:
         if idx in names:
             continue
-        base = sanitise(g.tensors[idx].name, idx)
-        name, k = base, 1
-        while name in used:
-            k += 1
-            name = f"{base}_{k}"
-        used.add(name)
-        names[idx] = name
+        names[idx] = unique_name(sanitise(g.tensors[idx].name, idx), used)
     return names
 
 
@@ -450,16 +443,11 @@ def convert(g: TFLiteGraph, name: str, qdq: bool) -> onnx.ModelProto:
                 "or uses the op in a form the importer does not support.") from exc
     e.op = None
     e.add_outputs()
-    graph = helper.make_graph(e.nodes, name, e.graph_inputs, e.graph_outputs, initializer=list(e.inits.values()))
-    opsets = [helper.make_opsetid("", OPSET)] + [helper.make_opsetid(d, 1) for d in {d for d, _ in e.functions}]
-    model = helper.make_model(graph, opset_imports=opsets, functions=list(e.functions.values()),
-                              producer_name="mbexplorer-tflite", ir_version=8)
     quantized = any(t.quantized for t in g.tensors)
-    helper.set_model_props(model, {
+    return e.to_model(name, "mbexplorer-tflite", {
         "source_format": "tflite",
         "variant": "qdq" if qdq else ("float_twin" if quantized else "float"),
         "activation_layout": "graph input NHWC as in TFLite; 4-D activations inside the graph NCHW",
         "tflite_description": g.description,
         "tflite_schema_version": str(g.version),
     })
-    return model

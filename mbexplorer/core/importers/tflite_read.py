@@ -122,7 +122,7 @@ def read_tflite(data: bytes, name: str = "model") -> TFLiteGraph:
     except ModelLoadError:
         raise
     except Exception as exc:  # any failure reading offsets means the bytes are not a whole flatbuffer
-        why = str(exc) if isinstance(exc, _Corrupt) else "an offset points outside the file"
+        why = str(exc) if isinstance(exc, _CorruptError) else "an offset points outside the file"
         raise TruncatedModelError(
             f"{name} starts like a TensorFlow Lite model but its flatbuffer cannot be read ({len(data):,} bytes; "
             f"{why}): the file is truncated or corrupt. Download or convert it again."
@@ -131,13 +131,13 @@ def read_tflite(data: bytes, name: str = "model") -> TFLiteGraph:
     return graph
 
 
-class _Corrupt(Exception):
+class _CorruptError(Exception):
     pass
 
 
 def _count(n: int, limit: int) -> int:
     if not 0 <= n <= limit:
-        raise _Corrupt(f"vector of {n} entries")
+        raise _CorruptError(f"vector of {n} entries")
     return n
 
 
@@ -150,7 +150,7 @@ def _read(data: bytes) -> TFLiteGraph:
     builtin = _builtin_names()
     n_sub = _count(model.SubgraphsLength(), size // 4)
     if n_sub < 1:
-        raise _Corrupt("no subgraph")
+        raise _CorruptError("no subgraph")
     codes = []
     for i in range(_count(model.OperatorCodesLength(), size // 4)):
         oc = model.OperatorCodes(i)
@@ -164,12 +164,12 @@ def _read(data: bytes) -> TFLiteGraph:
 
     def buffer_bytes(b: int) -> bytes:
         if not 0 <= b < n_buffers:
-            raise _Corrupt(f"buffer {b}")
+            raise _CorruptError(f"buffer {b}")
         buffer = model.Buffers(b)
         off, length = int(buffer.Offset()), int(buffer.Size())
         if off > 1:  # large models keep buffers after the flatbuffer, addressed by file offset
             if off + length > size:
-                raise _Corrupt("buffer beyond the end of the file")
+                raise _CorruptError("buffer beyond the end of the file")
             return bytes(data[off:off + length])
         n = _count(buffer.DataLength(), size)
         return buffer.DataAsNumpy().tobytes() if n else b""
@@ -203,7 +203,7 @@ def _read(data: bytes) -> TFLiteGraph:
         if raw:
             count = int(np.prod(shape, dtype=np.int64)) if shape else 1
             if count * dtype.itemsize != len(raw):
-                raise _Corrupt(f"tensor '{tname}' holds {len(raw)} bytes for shape {shape}")
+                raise _CorruptError(f"tensor '{tname}' holds {len(raw)} bytes for shape {shape}")
             arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
         tensors.append(Tensor(i, tname, shape, dtype, quant, arr))
     ops: list[Operator] = []
@@ -211,7 +211,7 @@ def _read(data: bytes) -> TFLiteGraph:
         o = sg.Operators(i)
         idx = int(o.OpcodeIndex())
         if not 0 <= idx < len(codes):
-            raise _Corrupt(f"opcode {idx}")
+            raise _CorruptError(f"opcode {idx}")
         kind = codes[idx]
         ins = tuple(int(x) for x in (o.InputsAsNumpy() if o.InputsLength() else ()))
         outs = tuple(int(x) for x in (o.OutputsAsNumpy() if o.OutputsLength() else ()))
@@ -224,7 +224,7 @@ def _read(data: bytes) -> TFLiteGraph:
         key = (md.Name() or b"").decode("utf-8", "replace")
         try:
             metadata[key] = buffer_bytes(int(md.Buffer()))
-        except _Corrupt:
+        except _CorruptError:
             continue  # metadata is optional: a bad entry does not make the model unreadable
     desc = (model.Description() or b"").decode("utf-8", "replace")
     return TFLiteGraph(tensors, ops, inputs, outputs, desc, int(model.Version()), metadata)

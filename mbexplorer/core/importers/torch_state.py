@@ -32,10 +32,10 @@ import json
 import re
 import struct
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
@@ -376,7 +376,7 @@ def _v3_layouts(expected: Mapping[str, tuple]) -> dict[int, list[tuple[int, str]
     return {n: sorted(d.items()) for n, d in subs.items()}
 
 
-class _Unmappable(Exception):
+class _UnmappableError(Exception):
     pass
 
 
@@ -406,7 +406,7 @@ def _timm_v3_name(name: str, blocks: list[tuple[int, int]], layouts) -> str | No
     roles = (["dw", "project"] if s == 0 else ["expand", "dw", "project"])
     if len(convs) != len(roles):
         kind = "DepthwiseSeparable" if s == 0 else "InvertedResidual"
-        raise _Unmappable(
+        raise _UnmappableError(
             f"builder block features.{n} has {len(convs)} convolutions where timm's {kind} block {p} has {len(roles)}")
     if dict(layout).get(j) == "se":
         mod = {"fc1": "se.conv_reduce", "fc2": "se.conv_expand"}[tail.split(".")[0]]
@@ -428,14 +428,14 @@ def _table(guess: Guess, expected: Mapping[str, tuple]) -> dict[str, _Entry]:
         for name in expected:
             src = _timm_v2_name(name, blocks)
             if src is None:
-                raise _Unmappable(f"builder parameter {name} has no timm counterpart")
+                raise _UnmappableError(f"builder parameter {name} has no timm counterpart")
             table[name] = _Entry(src)
         return table
     layouts = _v3_layouts(expected)
     for name in expected:
         src = _timm_v3_name(name, blocks, layouts)
         if src is None:
-            raise _Unmappable(f"builder parameter {name} has no timm counterpart")
+            raise _UnmappableError(f"builder parameter {name} has no timm counterpart")
         if name == "classifier.0.weight":  # timm's efficient head: a 1x1 conv, (out, in, 1, 1)
             table[name] = _Entry(src, transform=_squeeze_1x1, source_shape=lambda s: tuple(s) + (1, 1))
         else:
@@ -571,7 +571,7 @@ def _match(guess: Guess, sd: Mapping[str, np.ndarray], width: float, rounding: s
     try:
         expected = _expected(guess.family, width, classes, rounding)
         table = _table(guess, expected)
-    except _Unmappable as exc:
+    except _UnmappableError as exc:
         result.note = str(exc)
         return result
     except BuildError as exc:  # a width the builder refuses
