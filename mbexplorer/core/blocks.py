@@ -44,10 +44,6 @@ class BlockGraph:
     blocks: list[Block]
     node_block: dict[str, int]  # node name -> block index
     edges: list[tuple[int, int]]  # block -> block data flow, in order
-    se_nodes: set[str] = field(default_factory=set)
-
-    def block_of(self, node_name: str) -> Block:
-        return self.blocks[self.node_block[node_name]]
 
 
 @dataclass
@@ -188,7 +184,7 @@ def group_blocks(gi: GraphIndex) -> BlockGraph:
     _number_blocks(blocks)
     _attach_constants(gi, blocks, node_block)
     edges = _edges(gi, node_block)
-    return BlockGraph(blocks, node_block, edges, {gi.names[i] for i in se})
+    return BlockGraph(blocks, node_block, edges)
 
 
 def _segment_kind(gi: GraphIndex, seg: list[int], convs: dict, se: set[int]) -> str:

@@ -21,26 +21,6 @@ from .formats import (
 from .preprocess import image_files
 
 
-def pick_model_file(paths: list[Path]) -> tuple[Path | None, str | None]:
-    """(file to open, None) or (None, message for the user).
-
-    One plain file is opened whatever it is, so the loader can say precisely what is wrong with it. A folder
-    or several files: the first ONNX file (by name, folders searched one level), else the first file of
-    another model format, else a message.
-    """
-    paths = [Path(p) for p in paths]
-    if not paths:
-        return None, "Nothing to open: drop a model file (.onnx)."
-    if len(paths) == 1 and (paths[0].is_file() or is_tfjs_folder(paths[0])):
-        return paths[0], None
-    model = _first_model(_candidates(paths))
-    if model is not None:
-        return model, None
-    what = "folder" if len(paths) == 1 and paths[0].is_dir() else "dropped files"
-    names = ", ".join(p.name for p in paths[:3]) + (" …" if len(paths) > 3 else "")
-    return None, f"No model file (.onnx) found in the {what} ({names}). Drop an .onnx file."
-
-
 def _candidates(paths: list[Path]) -> list[Path]:
     """The files given, and the files directly inside the folders given (sorted by name); a TF.js folder is
     itself a candidate, and so is one directly inside a folder given."""
@@ -77,10 +57,11 @@ class DropPlan:
 def route_drop(paths: list[Path]) -> DropPlan:
     """Split a drop into a model to open and images to classify.
 
-    Images come from image files and, recursively, from folders. The model follows ``pick_model_file``'s
-    rules: one plain file that is not an image is opened so the loader can say what is wrong with it, unless
-    its bytes show it is plain text or unknown with no model suffix: then the user hears at once that it is
-    neither an image nor a model. Among several files, and in folders (one level), ONNX comes first.
+    Images come from image files and, recursively, from folders. The model: one plain file that is not an
+    image is opened so the loader can say what is wrong with it, unless its bytes show it is plain text or
+    unknown with no model suffix: then the user hears at once that it is neither an image nor a model. Among
+    several files, and in folders (one level), the first ONNX file (by bytes or name) comes first, then the
+    first file of another model format.
     """
     paths = [Path(p) for p in paths]
     plan = DropPlan()

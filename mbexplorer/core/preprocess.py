@@ -294,11 +294,6 @@ def customise(p: Preprocess, **options) -> Preprocess:
 # images
 
 
-def load_image(path: str | Path) -> Image.Image:
-    """Open any image as 8-bit RGB, upright per its EXIF orientation, at full resolution."""
-    return decode(path)[0]
-
-
 def decode(path: str | Path, draft_for: Preprocess | tuple[int, int] | None = None
            ) -> tuple[Image.Image, tuple[int, int]]:
     """Open an image as upright 8-bit RGB; return it and its full-resolution (upright) size.

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from mbexplorer.core.builder import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
+from mbexplorer.core.families import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
 
 FAMILY_TITLES = {
     "mobilenet_v1": "MobileNetV1",

@@ -186,6 +186,3 @@ class BlockGraphScene(QGraphicsScene):
             if op.name == name:
                 return op
         return None
-
-    def any_expanded(self) -> bool:
-        return any(i.expanded for i in self.block_items)

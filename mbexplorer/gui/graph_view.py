@@ -45,7 +45,6 @@ class GraphView(QGraphicsView):
         self.setAcceptDrops(False)
         self.viewport().setAcceptDrops(False)
         self._syncing = False
-        self._overlay = None
         self.legend = Legend()  # laid out under the view by the panel; the view keeps it current
         self.legend.hide()
         self.placeholder = QLabel(PLACEHOLDER, self)
@@ -83,7 +82,6 @@ class GraphView(QGraphicsView):
         self._scene.set_block_stats(block_stats)
 
     def set_overlay(self, overlay) -> None:
-        self._overlay = overlay
         self._scene.apply_overlay(overlay)
         if overlay is not None:
             self.legend.set_overlay(overlay)
@@ -219,13 +217,6 @@ class GraphView(QGraphicsView):
             visible_h = self.viewport().height() / max(self.zoom(), 1e-6)
             cy = r.center().y() if r.height() < visible_h * 0.8 else r.top() + visible_h * 0.4
             self.centerOn(BOX_W / 2, cy)
-
-    def clear_selection(self) -> None:
-        self._syncing = True
-        try:
-            self._scene.clearSelection()
-        finally:
-            self._syncing = False
 
     def visible_scene_rect(self) -> QRectF:
         return self.mapToScene(self.viewport().rect()).boundingRect()

@@ -189,9 +189,6 @@ class LayerTableModel(QAbstractTableModel):
     def node(self, row: int):
         return self._nodes[row]
 
-    def block_name(self, index: int) -> str:
-        return self._block_names[index]
-
     def haystack(self, row: int) -> str:
         return self._haystack[row]
 

@@ -243,6 +243,16 @@ def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file, mbx):
         assert r.stderr == f"mbexplorer: error: cannot write {target}: {why}\n"
 
 
+def test_output_that_cannot_be_written_is_a_user_error_and_leaves_nothing(tmp_path, mbx):
+    (tmp_path / "taken.onnx").mkdir()
+    for target, why in ((tmp_path / "nope" / "x.onnx", "No such file or directory"),
+                        (tmp_path / "taken.onnx", "Is a directory")):
+        r = mbx("build", "mobilenet_v1", "--width", "0.25", "--resolution", "96", "-o", target)
+        assert r.returncode == 1 and r.stdout == ""
+        assert r.stderr == f"mbexplorer: error: cannot write {target}: {why}\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["taken.onnx"]  # no temporary file left behind
+
+
 def test_reader_closing_the_pipe_is_quiet(model_file):
     # `mbexplorer summary m.onnx --json | head -1`: the reader leaves after one line; no message, SIGPIPE's
     # status. The output (86 KB) is larger than a pipe holds (64 KiB), so the writer is still writing when the

@@ -2,8 +2,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from mbexplorer.core.builder import FAMILIES, build, make_divisible, parameter_shapes
+from mbexplorer.core.builder import build, make_divisible, parameter_shapes
 from mbexplorer.core.errors import BuildError
+from mbexplorer.core.families import FAMILIES
 
 
 def _run(loaded, x):

@@ -9,7 +9,6 @@ from mbexplorer.core.preprocess import (
     ImageError,
     decode,
     image_files,
-    load_image,
     preset,
     tf_bilinear,
     to_rgb,
@@ -115,7 +114,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # rotate 90 CW to display
     p = tmp_path / "rot.jpg"
     img.save(p, exif=exif, quality=95)
-    shown = load_image(p)
+    shown = decode(p)[0]
     assert shown.size == (20, 40)
     assert np.asarray(shown)[:10].mean() > 200  # the white strip is now on top
 
@@ -124,14 +123,14 @@ def test_non_images_raise_a_clear_error(tmp_path):
     t = tmp_path / "notes.txt"
     t.write_text("not an image")
     with pytest.raises(ImageError, match="notes.txt is not an image"):
-        load_image(t)
+        decode(t)
     broken = tmp_path / "broken.jpg"
     gradient().save(tmp_path / "ok.jpg")
     broken.write_bytes((tmp_path / "ok.jpg").read_bytes()[:300])
     with pytest.raises(ImageError, match="broken.jpg"):
-        np.asarray(load_image(broken))
+        np.asarray(decode(broken)[0])
     with pytest.raises(ImageError, match="folder"):
-        load_image(tmp_path)
+        decode(tmp_path)
 
 
 def test_folders_expand_to_images(tmp_path):

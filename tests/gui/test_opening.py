@@ -196,21 +196,20 @@ def test_builder_error_is_shown(qtbot, v2_window):
     assert v2_window.analysis.model.name == "mobilenet_v2_1_224"
 
 
-def test_pick_model_file_rules(tmp_path, v1_file):
-    from mbexplorer.core.dropping import pick_model_file
+def test_drop_picks_the_model_by_its_bytes(tmp_path, v1_file):
+    from mbexplorer.core.dropping import route_drop
 
     notes = tmp_path / "a_notes.txt"
     notes.write_text("x")
-    assert pick_model_file([notes]) == (notes, None)  # one file: the loader explains what it is
     renamed = tmp_path / "b_weights.bin"
     renamed.write_bytes(v1_file.read_bytes())  # ONNX under another name, found by its bytes
-    assert pick_model_file([notes, renamed])[0] == renamed
-    assert pick_model_file([notes, v1_file, renamed])[0] == v1_file
+    assert route_drop([notes, renamed]).model == renamed
+    assert route_drop([notes, v1_file, renamed]).model == v1_file  # ONNX by name and bytes, first in order
     other = tmp_path / "other"
     other.mkdir()
     (other / "model.tflite").write_bytes(b"\x1c\x00\x00\x00TFL3" + bytes(56))
-    assert pick_model_file([other])[0].name == "model.tflite"
+    assert route_drop([other]).model.name == "model.tflite"  # a folder: the model file inside it
     empty = tmp_path / "empty"
     empty.mkdir()
-    path, message = pick_model_file([empty])
-    assert path is None and "No model file" in message
+    plan = route_drop([empty])
+    assert plan.model is None and "No model file" in plan.message

@@ -784,7 +784,6 @@ LAYERS = {
     "Reshape": reshape, "Flatten": flatten, "Dense": dense,
     "Rescaling": rescaling, "Normalization": normalization,
 }
-SUPPORTED_LAYERS = frozenset(LAYERS) | _IDENTITY | {"InputLayer"} | set(MODEL_CLASSES)
 
 
 def convert(model_config: dict, weights: dict, name: str, *, fold_bn: bool = False, keras_version: str = "",

@@ -299,4 +299,3 @@ def _dequantize(t, data: np.ndarray | None = None, axis: int | None = None) -> n
     else:
         scale, zp = scale[0], zp[0]
     return ((data.astype(np.int64) - zp).astype(np.float32) * scale).astype(np.float32)
-

@@ -47,6 +47,7 @@ from ..errors import (
     TruncatedModelError,
     UnsupportedFormatError,
 )
+from ..families import FAMILIES, ROUNDINGS
 from ..formats import state_dict_kind
 from ..model import LoadedModel
 
@@ -502,17 +503,17 @@ def _width_candidates(guess: Guess, sd: Mapping[str, np.ndarray], width: float |
     est = observed / base
     both, probe_only = [], []
     for w in grid:
-        for rounding in builder.ROUNDINGS:
+        for rounding in ROUNDINGS:
             if _rounded(base, w, rounding) != observed:
                 continue
-            key = (_niceness(w), abs(w - est), builder.ROUNDINGS.index(rounding))
+            key = (_niceness(w), abs(w - est), ROUNDINGS.index(rounding))
             stem_c = _rounded(_STEMS[guess.family], w, rounding)
             stem_ok = stem is not None and stem.ndim == 4 and stem.shape[0] == stem_c
             (both if stem_ok else probe_only).append((key, w, rounding))
     picked = sorted(both) or sorted(probe_only)
     if not picked:
         near = sorted(grid, key=lambda w: (abs(w - est), _niceness(w)))[:2]
-        return [(w, r) for w in near for r in builder.ROUNDINGS]
+        return [(w, r) for w in near for r in ROUNDINGS]
     return [(w, r) for _, w, r in picked]
 
 
@@ -637,8 +638,8 @@ def import_state_dict(path: str | Path, family: str | None = None, width: float 
     except UnknownArchitectureError as exc:
         raise UnknownArchitectureError(f"{path.name}: {exc}") from None
     if family is not None and family != guess.family:
-        if family not in builder.FAMILIES:
-            raise UnsupportedFormatError(f"unknown family '{family}'; choose one of {', '.join(builder.FAMILIES)}.")
+        if family not in FAMILIES:
+            raise UnsupportedFormatError(f"unknown family '{family}'; choose one of {', '.join(FAMILIES)}.")
         raise StateDictMismatchError(f"{path.name} looks like {guess.describe()}, not {family}.")
     try:
         match = _fit(guess, sd, width, num_classes)
