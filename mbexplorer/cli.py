@@ -112,8 +112,10 @@ def _save(model, out: Path, what: str) -> None:
 
 
 def cmd_predict(args) -> int:
+    from .core.classify import ImageDone, Slot, Task, check_image_input, classify_job, result_topk
     from .core.formats import IMAGE_SUFFIXES
     from .core.inference import Classifier
+    from .core.jobs import run
     from .core.labels import fits, read_label_file
     from .core.loading import load
     from .core.preprocess import for_model, image_files
@@ -124,18 +126,30 @@ def cmd_predict(args) -> int:
     if not images:
         raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
     model = load(args.model)
+    check_image_input(model)
     labels = read_label_file(args.labels) if args.labels else None
     clf = Classifier(model, for_model(model, args.preset, **_custom_preprocessing(args)), labels)
     if labels and clf.num_classes and not fits(clf.num_classes, labels):
         print(f"warning: {Path(args.labels).name} has {len(labels)} names for {clf.num_classes} outputs, so it is "
               "not used; give a file with one name per output.", file=sys.stderr)
+    # The Classify tab's job, with this classifier ready in its cache: one path from image to top-k for both.
+    key = ("A", 0, None, args.fast_decode)
+    slot = Slot("A", key, None, model, title=model.name)
+    tasks = [Task(path, thumb=False, slots=("A",)) for path in images]
+    done = []
+    run(classify_job(tasks, [slot], {key: clf}, fast=args.fast_decode),
+        lambda ev: done.append(ev) if isinstance(ev, ImageDone) else None)
     results, failed = [], 0
-    for path in images:
-        try:
-            results.append(clf.classify(path, args.top_k, fast=args.fast_decode).to_dict())
-        except MbxError as exc:  # one bad file does not stop the others
-            results.append({"image": str(path), "error": str(exc)})
+    for ev in done:
+        r = ev.results.get("A")
+        error = ev.error or (r.error if r is not None else None)
+        if error:  # one bad file does not stop the others
+            results.append({"image": str(ev.path), "error": error})
             failed += 1
+            continue
+        top = result_topk(r, args.top_k, labels)
+        results.append({"image": str(ev.path), "topk": [vars(t) for t in top],
+                        "latency_ms": round(r.prediction.latency_ms, 3)})
     if args.json:
         json.dump({"model": model.name, "preset": clf.preprocess.name,
                    "preprocessing": clf.preprocess.describe(), "results": results}, sys.stdout, indent=1)

@@ -131,7 +131,7 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: Mapping, fast: boo
             if clf is None:
                 yield Progress(i / n, f"preparing {slot.title or 'model'}")
                 try:
-                    _check_image_input(slot.model)
+                    check_image_input(slot.model)
                     pre = preprocess_for(slot.model, slot.preset)
                     # the same model under another preset or decoding shares its onnxruntime session
                     same = next((c for k, c in cache.items() if k[:2] == slot.key[:2]), None)
@@ -148,7 +148,7 @@ def classify_job(tasks: list[Task], slots: list[Slot], cache: Mapping, fast: boo
     return n
 
 
-def _check_image_input(model: LoadedModel) -> None:
+def check_image_input(model: LoadedModel) -> None:
     # The Classifier takes any model; one whose input is not an image batch would fail on every image
     # with onnxruntime's rank message. Say it once, in words.
     spec = model.inputs[0]

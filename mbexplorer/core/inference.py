@@ -38,9 +38,6 @@ class Prediction:
     timings_ms: dict[str, float] = field(default_factory=dict)  # decode, preprocess, infer, topk
     scores: np.ndarray | None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        return {"image": self.image, "topk": [vars(t) for t in self.topk], "latency_ms": round(self.latency_ms, 3)}
-
 
 def ends_in_softmax(model: LoadedModel, output: str) -> bool:
     producer = {t: n for n in model.graph.node for t in n.output}

@@ -365,3 +365,22 @@ def test_convert_standard_qdq_for_other_tools(shared_dir, tmp_path, mbx):
     assert not b.functions and {n.domain for n in b.graph.node} == {""}
     r = mbx("predict", plain, shared_dir / "images" / "parrot.jpg", "--preset", "coral", "--json", "--top-k", "1")
     assert r.returncode == 0 and json.loads(r.stdout)["results"][0]["topk"][0]["index"] == 89
+
+
+def test_predict_says_when_a_model_does_not_take_images(tmp_path, mbx):
+    """predict runs the Classify tab's job, and its check of the model's input: one line, not an internal error."""
+    import onnx
+    from onnx import TensorProto, helper
+    from PIL import Image
+
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "vec",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    model = tmp_path / "vec.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), model)
+    img = tmp_path / "a.png"
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(img)
+    r = mbx("predict", model, img)
+    assert r.returncode == 1
+    assert r.stderr == ("mbexplorer: error: vec cannot classify images: its input 'x' is 1×10, not an image batch "
+                        "(N×C×H×W or N×H×W×C).\n")

@@ -30,11 +30,11 @@ from ..errors import (
     TruncatedModelError,
     UnsupportedFormatError,
 )
+from ..formats import is_tfjs_folder, sniff
 from ..model import LoadedModel, from_proto
 from .keras_layers import convert
 
 ARCHS = ("mobilenet", "mobilenet_v2")
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def import_keras(path: str | os.PathLike, weights_only_arch: str | None = None, *, fold_bn: bool = False,
@@ -47,7 +47,7 @@ def import_keras(path: str | os.PathLike, weights_only_arch: str | None = None, 
     if weights_only_arch is not None and weights_only_arch not in ARCHS:
         raise ModelLoadError(f"unknown architecture '{weights_only_arch}'; choose {' or '.join(ARCHS)}.")
     if path.is_dir():
-        if not (path / "model.json").is_file():
+        if not is_tfjs_folder(path):
             raise NotAModelError(f"{path.name} is a folder without a model.json: it is not a TF.js model.")
         return _import_tfjs(path / "model.json", path.name, fold_bn)
     if not path.is_file():
@@ -57,13 +57,14 @@ def import_keras(path: str | os.PathLike, weights_only_arch: str | None = None, 
             head = f.read(64)
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    if head.startswith(_HDF5_MAGIC):
+    kind = sniff(head)
+    if kind == "hdf5":
         return _import_h5(path, weights_only_arch, fold_bn, input_size)
-    if head.startswith(b"PK\x03\x04"):
+    if kind == "zip":
         return _import_keras_zip(path, fold_bn)
-    if head.lstrip()[:1] == b"{":
+    if head.lstrip()[:1] == b"{":  # a JSON object (sniff's "json" also takes a list, which no model.json is)
         return _import_tfjs(path, path.parent.name if path.name == "model.json" else path.stem, fold_bn)
-    if not head:
+    if kind == "empty":
         raise NotAModelError(f"{path.name} is empty (0 bytes): it is not a model.")
     raise NotAModelError(f"{path.name} is not a Keras (.h5, .keras) or TF.js (model.json) model.")
 
