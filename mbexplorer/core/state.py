@@ -111,15 +111,16 @@ class State:
 
     @property
     def comparison(self):
-        """The model compared against (set by the Classify tab's compare); None when there is none."""
+        """The model (a LoadedModel) compared against, set by the Classify tab's compare once it is loaded;
+        None when there is none."""
         return self._comparison
 
     @comparison.setter
-    def comparison(self, analysis) -> None:
-        if analysis is self._comparison:
+    def comparison(self, model) -> None:
+        if model is self._comparison:
             return
-        self._comparison = analysis
-        self.events.comparison.emit(analysis)
+        self._comparison = model
+        self.events.comparison.emit(model)
 
     # overlays --------------------------------------------------------------------------------------
     def available_overlays(self) -> list[str]:

@@ -48,6 +48,7 @@ from mbexplorer.core.errors import MbxError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.labels import label_at, read_label_file
 from mbexplorer.core.preprocess import PRESETS, Preprocess, for_model, image_files
+from mbexplorer.core.state import State
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
 from .classify_details import DetailsView, Entry, Labels, Shown
@@ -80,9 +81,11 @@ class ClassifyPanel(QWidget):
     statusMessage = Signal(str, int)
     runFinished = Signal()  # a run classified everything it was asked to
 
-    def __init__(self, parent=None, tasks: Tasks | None = None):
+    def __init__(self, parent=None, tasks: Tasks | None = None, state: State | None = None):
         super().__init__(parent)
         self.tasks = tasks if tasks is not None else Tasks(self)  # the window's; a panel alone has its own
+        # The window's state: the open model arrives through it, and the model compared with goes into it.
+        self.state = state if state is not None else State()
         self.model = None  # the LoadedModel on screen
         self.compare = None  # {"serial", "title", "load", "model"} of the model compared with
         self.serial = {"A": 0, "B": 0}  # bumped whenever a slot's model changes
@@ -104,6 +107,7 @@ class ClassifyPanel(QWidget):
         self.job_status.cancel_button.setToolTip("Stop classifying; the results so far stay")
         self.job_status.cancelRequested.connect(self.cancel)
         self._build()
+        self.state.on("analysis", lambda a: a is not None and self.set_model(a.model))
 
     # ui ------------------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -281,6 +285,7 @@ class ClassifyPanel(QWidget):
 
     def _compare_with(self, compare: dict | None) -> None:
         self.compare = compare
+        self.state.comparison = compare["model"] if compare else None
         for e in self.entries:
             e.results.pop("B", None)
         self.act_stop_compare.setEnabled(compare is not None)
@@ -422,6 +427,7 @@ class ClassifyPanel(QWidget):
         elif isinstance(ev, ModelReady):
             if self.compare is not None and ev.key[:2] == ("B", self.compare["serial"]):
                 self.compare["model"] = ev.model
+                self.state.comparison = ev.model
                 self._update_preset_text()
                 self._refresh_details()
         elif isinstance(ev, SlotFailed) and ev.key in (self.key("A"), self.key("B")):

@@ -55,7 +55,6 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         # interactive=False (screenshots, benchmarks): never prompt, and leave saved geometry alone.
         self.interactive = interactive
-        self.analysis = None
         self.source = None  # {"path": ..., "input_shapes": ...} or {"build": {...}} of what is shown
         self.last_error: QMessageBox | None = None
         self.shape_dialog: QInputDialog | None = None
@@ -79,7 +78,7 @@ class MainWindow(QMainWindow):
         self.graph = self.graph_panel.view
         self.layers = LayerTablePanel(self.state)
         self.info = ModelInfoPanel(self.state)
-        self.classify = ClassifyPanel(tasks=self.tasks)
+        self.classify = ClassifyPanel(tasks=self.tasks, state=self.state)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.layers, "Layers")
@@ -228,11 +227,14 @@ class MainWindow(QMainWindow):
         self.job_cancelled.emit()
 
     # showing -------------------------------------------------------------------------------------
+    @property
+    def analysis(self):
+        """The analysis on screen (the state holds it)."""
+        return self.state.analysis
+
     def show_analysis(self, analysis, context: dict | None = None) -> None:
-        self.analysis = analysis
         self.source = context or {}
-        self.state.set_analysis(analysis)  # graph, table, info, summary and overlay menu follow its event
-        self.classify.set_model(analysis.model)
+        self.state.set_analysis(analysis)  # every panel, the summary and the overlay menu follow its event
         m = analysis.model
         self.setWindowTitle(f"{m.name} — {APP_TITLE}")
         self.act_export.setEnabled(True)

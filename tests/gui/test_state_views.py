@@ -119,3 +119,25 @@ def test_a_new_model_drops_the_last_ones_overlays(v2_window, analyses):
     assert w.layers.model.headerData(len(COLUMNS), Qt.Horizontal) == "MACs share"
     with pytest.raises(KeyError):
         w.layers.set_overlay_column("SQNR vs fp32")
+
+
+def test_the_classify_tab_follows_the_state(qtbot, tmp_path):
+    """The open model reaches the Classify tab through the state, and the model it compares with goes into it."""
+    from mbexplorer.core.analysis import build_job, run
+    from mbexplorer.core.state import State
+    from mbexplorer.gui.classify_panel import ClassifyPanel
+
+    state = State()
+    panel = ClassifyPanel(state=state)
+    qtbot.addWidget(panel)
+    seen = []
+    state.on("comparison", seen.append)
+    a = run(build_job("mobilenet_v1", 0.25, 96))
+    state.set_analysis(a)
+    assert panel.model is a.model
+    b = run(build_job("mobilenet_v1", 0.5, 96))
+    panel._set_compare("other", lambda: b.model)
+    panel.add_paths([])  # nothing to classify: the compare model still loads, so its errors show at once
+    qtbot.waitUntil(lambda: state.comparison is b.model, timeout=30_000)
+    panel.stop_compare()
+    assert state.comparison is None and seen == [b.model, None]
