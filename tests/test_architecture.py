@@ -29,7 +29,8 @@ def test_import_contracts_are_kept():
 
 
 def test_lint_is_clean():
-    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "mbexplorer", "tests", "bench"], cwd=ROOT,
+    trees = [d for d in ("mbexplorer", "tests", "bench", "plugins", "installer") if (ROOT / d).is_dir()]
+    out = subprocess.run([_tool("ruff"), "check", "--no-cache", *trees], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
@@ -72,3 +73,23 @@ def test_every_core_module_imports_with_qt_blocked():
     assert out.returncode == 0, out.stderr
     line = next(ln for ln in out.stdout.splitlines() if ln.startswith("QT-FREE-OK"))
     assert int(line.split()[1]) >= 25  # every module of the core, not a sample
+
+
+def test_plugins_import_only_the_public_device_api():
+    """Device plugins (top-level plugins/) are written against ``mbexplorer.devices`` alone: no other part of the
+    app, and none of its private modules (``mbexplorer.devices._*``)."""
+    import ast
+
+    files = sorted((ROOT / "plugins").rglob("*.py")) if (ROOT / "plugins").is_dir() else []
+    if not files:
+        pytest.skip("plugins/ holds no plugin yet")
+    bad = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text(encoding="utf-8"), str(f))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "mbexplorer" and (parts[1:2] != ["devices"] or any(p.startswith("_") for p in parts)):
+                    bad.append(f"{f.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert not bad, "\n".join(bad)
