@@ -223,6 +223,33 @@ def cmd_gui(args) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
+def _add_predict(sub) -> None:
+    pr = sub.add_parser("predict", help="classify images (files or folders) and print the top-k")
+    pr.add_argument("model")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--preset", choices=["torchvision", "inception", "coral", "paddle"],
+                    help="preprocessing (default: the one the model's source implies); the options below "
+                         "change it into a custom one")
+    cu = pr.add_argument_group("custom preprocessing (each changes one step of the preset)")
+    cu.add_argument("--resize", choices=list(_RESIZE),
+                    help="shorter: shorter side then centre crop; whole: the whole image; central: central crop "
+                         "then resize")
+    cu.add_argument("--crop", type=float, metavar="FRACTION",
+                    help="shorter: crop / resized side (224/256); central: fraction kept (0.875)")
+    cu.add_argument("--interpolation", choices=["pil", "tf"],
+                    help="pil: PIL bilinear, antialiased; tf: TF / OpenCV bilinear, no antialiasing")
+    cu.add_argument("--scale", type=float, help="pixel values are multiplied by this first (1/255, 1/127.5)")
+    cu.add_argument("--mean", type=_triple, metavar="M[,M,M]", help="subtracted after scaling, per channel")
+    cu.add_argument("--std", type=_triple, metavar="S[,S,S]", help="divided by after subtracting, per channel")
+    cu.add_argument("--channel-order", choices=["RGB", "BGR"])
+    pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
+    pr.add_argument("--fast-decode", action="store_true",
+                    help="decode large JPEGs at a reduced scale, as the app does (faster, scores move slightly)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbexplorer", description="Explore, run and profile MobileNet classifiers.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -249,30 +276,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="fix an input whose size is not fixed in the file")
     s.set_defaults(func=cmd_summary)
 
-    pr = sub.add_parser("predict", help="classify images (files or folders) and print the top-k")
-    pr.add_argument("model")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--top-k", type=int, default=5)
-    pr.add_argument("--preset", choices=["torchvision", "inception", "coral", "paddle"],
-                    help="preprocessing (default: the one the model's source implies); the options below "
-                         "change it into a custom one")
-    cu = pr.add_argument_group("custom preprocessing (each changes one step of the preset)")
-    cu.add_argument("--resize", choices=list(_RESIZE),
-                    help="shorter: shorter side then centre crop; whole: the whole image; central: central crop "
-                         "then resize")
-    cu.add_argument("--crop", type=float, metavar="FRACTION",
-                    help="shorter: crop / resized side (224/256); central: fraction kept (0.875)")
-    cu.add_argument("--interpolation", choices=["pil", "tf"],
-                    help="pil: PIL bilinear, antialiased; tf: TF / OpenCV bilinear, no antialiasing")
-    cu.add_argument("--scale", type=float, help="pixel values are multiplied by this first (1/255, 1/127.5)")
-    cu.add_argument("--mean", type=_triple, metavar="M[,M,M]", help="subtracted after scaling, per channel")
-    cu.add_argument("--std", type=_triple, metavar="S[,S,S]", help="divided by after subtracting, per channel")
-    cu.add_argument("--channel-order", choices=["RGB", "BGR"])
-    pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
-    pr.add_argument("--fast-decode", action="store_true",
-                    help="decode large JPEGs at a reduced scale, as the app does (faster, scores move slightly)")
-    pr.add_argument("--json", action="store_true")
-    pr.set_defaults(func=cmd_predict)
+    _add_predict(sub)
 
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")

@@ -63,47 +63,66 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
     if screenshot is not None:
         window.resize(*SCREENSHOT_SIZE)
     window.show()
-    outcome = {"code": 0}
+    if screenshot is None:
+        _start(window, model_path, build, images)
+        code = app.exec()
+        window.deleteLater()
+        return code
     # Screenshot mode runs a local event loop rather than app.exec(): exec() and exit() change the
     # application's state for good (in a test session, later queued signals stop arriving).
-    loop = QEventLoop() if screenshot is not None else None
+    loop = QEventLoop()
+    outcome = {"code": 0}
 
     def finish(code: int) -> None:
         outcome["code"] = code
         window.close()
         loop.exit(code)
 
-    if screenshot is not None:
-        out = Path(screenshot)
+    _grab_when_settled(app, window, Path(screenshot), finish, wait=model_path is not None or build is not None,
+                       images=bool(images))
+    _start(window, model_path, build, images)
+    loop.exec()
+    window.deleteLater()
+    if quiet:
+        qInstallMessageHandler(previous_handler)  # None restores Qt's default handler
+    return outcome["code"]
 
-        def grab() -> None:
-            app.processEvents()
-            pixmap = window.grab()
-            if pixmap.isNull() or not pixmap.save(str(out), "PNG"):
-                print(f"mbexplorer: error: cannot write the screenshot to {out}", file=sys.stderr)
-                finish(1)
-                return
-            finish(0)
 
-        def failed(message: str) -> None:
-            print(f"mbexplorer: error: {message}", file=sys.stderr)
+def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish, wait: bool, images: bool) -> None:
+    """Save ``window.grab()`` to ``out`` once the model is shown and painted (and the images classified), then
+    ``finish(0)``; ``finish(1)`` when loading fails or the file cannot be written, ``finish(2)`` on time-out."""
+
+    def grab() -> None:
+        app.processEvents()
+        pixmap = window.grab()
+        if pixmap.isNull() or not pixmap.save(str(out), "PNG"):
+            print(f"mbexplorer: error: cannot write the screenshot to {out}", file=sys.stderr)
             finish(1)
+            return
+        finish(0)
 
-        def timed_out() -> None:
-            print("mbexplorer: error: the model did not open in time for the screenshot", file=sys.stderr)
-            finish(2)
+    def failed(message: str) -> None:
+        print(f"mbexplorer: error: {message}", file=sys.stderr)
+        finish(1)
 
-        # Let the layouts and the graph's first paint settle before grabbing.
-        settled = window.classify.runFinished if images else window.model_shown
-        settled.connect(lambda: QTimer.singleShot(150, window, grab))
-        window.load_failed.connect(failed)
-        window.job_cancelled.connect(lambda: failed("cancelled"))
-        # Timers take the window as context so none fires into a later run_gui in the same process.
-        if model_path is None and build is None and not images:
-            QTimer.singleShot(300, window, grab)
-        else:
-            QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)
+    def timed_out() -> None:
+        print("mbexplorer: error: the model did not open in time for the screenshot", file=sys.stderr)
+        finish(2)
 
+    # Let the layouts and the graph's first paint settle before grabbing.
+    settled = window.classify.runFinished if images else window.model_shown
+    settled.connect(lambda: QTimer.singleShot(150, window, grab))
+    window.load_failed.connect(failed)
+    window.job_cancelled.connect(lambda: failed("cancelled"))
+    # Timers take the window as context so none fires into a later run_gui in the same process.
+    if not wait and not images:
+        QTimer.singleShot(300, window, grab)
+    else:
+        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)
+
+
+def _start(window: MainWindow, model_path, build: dict | None, images: list | None) -> None:
+    """Open or build the model and add the images, once the event loop runs."""
     if images:
         if model_path is None and build is None:
             QTimer.singleShot(0, window, lambda: window.classify_images(images))
@@ -117,12 +136,3 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
         QTimer.singleShot(0, window, lambda: window.open_path(model_path))
     elif build is not None:
         QTimer.singleShot(0, window, lambda: window.build_model(**build))
-    if loop is not None:
-        loop.exec()
-        window.deleteLater()
-        if quiet:
-            qInstallMessageHandler(previous_handler)  # None restores Qt's default handler
-        return outcome["code"]
-    code = app.exec()
-    window.deleteLater()
-    return code

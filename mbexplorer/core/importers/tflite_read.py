@@ -147,19 +147,10 @@ def _read(data: bytes) -> TFLiteGraph:
     size = len(data)
     buf = bytearray(data)
     model = tflite.Model.GetRootAs(buf, 0)
-    builtin = _builtin_names()
     n_sub = _count(model.SubgraphsLength(), size // 4)
     if n_sub < 1:
         raise _CorruptError("no subgraph")
-    codes = []
-    for i in range(_count(model.OperatorCodesLength(), size // 4)):
-        oc = model.OperatorCodes(i)
-        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
-        if code == 32:  # CUSTOM
-            custom = oc.CustomCode()
-            codes.append("CUSTOM:" + (custom.decode("utf-8", "replace") if custom else "?"))
-        else:
-            codes.append(builtin.get(code, f"BUILTIN_{code}"))
+    codes = _operator_codes(model, size)
     n_buffers = _count(model.BuffersLength(), size // 4)
 
     def buffer_bytes(b: int) -> bytes:
@@ -175,37 +166,7 @@ def _read(data: bytes) -> TFLiteGraph:
         return buffer.DataAsNumpy().tobytes() if n else b""
 
     sg = model.Subgraphs(0)
-    tensors: list[Tensor] = []
-    for i in range(_count(sg.TensorsLength(), size // 4)):
-        t = sg.Tensors(i)
-        tname = (t.Name() or b"").decode("utf-8", "replace")
-        shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else ()))
-        ttype = int(t.Type())
-        if ttype not in _TYPES or _TYPES[ttype] is None:
-            tn = _TYPE_NAMES.get(ttype, f"type {ttype}")
-            raise UnsupportedOperatorError(f"TFLite tensor '{tname}' has element type {tn}, which the importer "
-                                           "does not support.")
-        dtype = np.dtype(_TYPES[ttype])
-        if t.Sparsity() is not None:
-            raise UnsupportedOperatorError(f"TFLite tensor '{tname}' is stored sparse; the importer supports "
-                                           "dense tensors only.")
-        quant = None
-        q = t.Quantization()
-        if q is not None and q.ScaleLength():
-            scale = np.array(q.ScaleAsNumpy(), dtype=np.float32).reshape(-1)
-            zp = np.array(q.ZeroPointAsNumpy(), dtype=np.int64).reshape(-1) if q.ZeroPointLength() else \
-                np.zeros(scale.size, np.int64)
-            if zp.size == 1 and scale.size > 1:
-                zp = np.repeat(zp, scale.size)
-            quant = Quant(scale, zp, int(q.QuantizedDimension()))
-        raw = buffer_bytes(int(t.Buffer())) if t.Buffer() else b""
-        arr = None
-        if raw:
-            count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-            if count * dtype.itemsize != len(raw):
-                raise _CorruptError(f"tensor '{tname}' holds {len(raw)} bytes for shape {shape}")
-            arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
-        tensors.append(Tensor(i, tname, shape, dtype, quant, arr))
+    tensors = [_tensor(sg.Tensors(i), i, buffer_bytes) for i in range(_count(sg.TensorsLength(), size // 4))]
     ops: list[Operator] = []
     for i in range(_count(sg.OperatorsLength(), size // 4)):
         o = sg.Operators(i)
@@ -228,6 +189,53 @@ def _read(data: bytes) -> TFLiteGraph:
             continue  # metadata is optional: a bad entry does not make the model unreadable
     desc = (model.Description() or b"").decode("utf-8", "replace")
     return TFLiteGraph(tensors, ops, inputs, outputs, desc, int(model.Version()), metadata)
+
+
+def _operator_codes(model, size: int) -> list[str]:
+    """Each operator code's name: a builtin's ("CONV_2D"), or "CUSTOM:<name>"."""
+    builtin = _builtin_names()
+    codes = []
+    for i in range(_count(model.OperatorCodesLength(), size // 4)):
+        oc = model.OperatorCodes(i)
+        code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+        if code == 32:  # CUSTOM
+            custom = oc.CustomCode()
+            codes.append("CUSTOM:" + (custom.decode("utf-8", "replace") if custom else "?"))
+        else:
+            codes.append(builtin.get(code, f"BUILTIN_{code}"))
+    return codes
+
+
+def _tensor(t, i: int, buffer_bytes) -> Tensor:
+    """One tensor record: name, shape, dtype, quantization and (for constants) its data, shaped."""
+    tname = (t.Name() or b"").decode("utf-8", "replace")
+    shape = tuple(int(d) for d in (t.ShapeAsNumpy() if t.ShapeLength() else ()))
+    ttype = int(t.Type())
+    if ttype not in _TYPES or _TYPES[ttype] is None:
+        tn = _TYPE_NAMES.get(ttype, f"type {ttype}")
+        raise UnsupportedOperatorError(f"TFLite tensor '{tname}' has element type {tn}, which the importer "
+                                       "does not support.")
+    dtype = np.dtype(_TYPES[ttype])
+    if t.Sparsity() is not None:
+        raise UnsupportedOperatorError(f"TFLite tensor '{tname}' is stored sparse; the importer supports "
+                                       "dense tensors only.")
+    quant = None
+    q = t.Quantization()
+    if q is not None and q.ScaleLength():
+        scale = np.array(q.ScaleAsNumpy(), dtype=np.float32).reshape(-1)
+        zp = np.array(q.ZeroPointAsNumpy(), dtype=np.int64).reshape(-1) if q.ZeroPointLength() else \
+            np.zeros(scale.size, np.int64)
+        if zp.size == 1 and scale.size > 1:
+            zp = np.repeat(zp, scale.size)
+        quant = Quant(scale, zp, int(q.QuantizedDimension()))
+    raw = buffer_bytes(int(t.Buffer())) if t.Buffer() else b""
+    arr = None
+    if raw:
+        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+        if count * dtype.itemsize != len(raw):
+            raise _CorruptError(f"tensor '{tname}' holds {len(raw)} bytes for shape {shape}")
+        arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
+    return Tensor(i, tname, shape, dtype, quant, arr)
 
 
 def _options(o, kind: str) -> dict:
