@@ -1,4 +1,4 @@
-"""Command line: ``mbexplorer [gui|summary|build] ...``. A thin layer over the core.
+"""Command line: ``mbexplorer [gui|summary|predict|preprocess|convert|build] ...``. A thin layer over the core.
 
 Errors caused by input (``MbxError``) print one line and exit 1; nothing prints a traceback unless
 ``--debug`` is given.
@@ -14,12 +14,14 @@ import errno
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .core.errors import MbxError
 from .core.families import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
 from .core.formatting import si
+from .core.presets_info import ALPHAS, AUTO, DECODERS, INTERPOLATION_TITLES, INTERPOLATIONS, PRESETS, REFERENCES
 
 
 def _shape_arg(text: str) -> tuple[str, list[int]]:
@@ -113,12 +115,13 @@ def _save(model, out: Path, what: str) -> None:
 
 def cmd_predict(args) -> int:
     from .core.classify import ImageDone, Slot, Task, check_image_input, classify_job, result_topk
+    from .core.decoding import image_files
     from .core.formats import IMAGE_SUFFIXES
     from .core.inference import Classifier
     from .core.jobs import run
     from .core.labels import fits, read_label_file
     from .core.loading import load
-    from .core.preprocess import for_model, image_files
+    from .core.preprocess import for_model
 
     if args.top_k < 1:
         raise MbxError(f"--top-k must be at least 1 (got {args.top_k}).")
@@ -128,7 +131,7 @@ def cmd_predict(args) -> int:
     model = load(args.model)
     check_image_input(model)
     labels = read_label_file(args.labels) if args.labels else None
-    clf = Classifier(model, for_model(model, args.preset, **_custom_preprocessing(args)), labels)
+    clf = Classifier(model, for_model(model, _preset_choice(args), **_custom_preprocessing(args)), labels)
     if labels and clf.num_classes and not fits(clf.num_classes, labels):
         print(f"warning: {Path(args.labels).name} has {len(labels)} names for {clf.num_classes} outputs, so it is "
               "not used; give a file with one name per output.", file=sys.stderr)
@@ -185,8 +188,56 @@ def _custom_preprocessing(args) -> dict:
     """The preprocessing options given on the command line, as ``Preprocess`` fields."""
     given = {"resize": _RESIZE.get(args.resize) if args.resize else None, "crop_ratio": args.crop,
              "interpolation": args.interpolation, "scale": args.scale, "mean": args.mean, "std": args.std,
-             "channel_order": args.channel_order}
+             "channel_order": args.channel_order, "decoder": args.decoder, "alpha": args.alpha}
     return {k: v for k, v in given.items() if v is not None}
+
+
+def _preset_choice(args) -> str | None:
+    return None if args.preset in (None, "auto") else args.preset
+
+
+def _size_arg(text: str) -> tuple[int, int]:
+    try:
+        dims = [int(d) for d in text.lower().replace("x", ",").split(",")]
+    except ValueError:
+        dims = []
+    if len(dims) not in (1, 2) or min(dims) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size in pixels: N, or HxW (e.g. 224 or 160x128)")
+    return (dims[0], dims[-1])
+
+
+def cmd_preprocess(args) -> int:
+    from .core.decoding import image_files
+    from .core.export import export_tensors
+    from .core.formats import IMAGE_SUFFIXES
+    from .core.preprocess import for_model, preset
+
+    images = image_files(args.images)
+    if not images:
+        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    custom = _custom_preprocessing(args)
+    if args.model:
+        if args.layout or args.dtype:
+            # the model fixes them: a tensor in another layout or type is not one it can take
+            raise MbxError("--layout and --dtype come from the model with --model; give --size instead to set them.")
+        from .core.loading import load
+
+        model = load(args.model)
+        pre = for_model(model, _preset_choice(args), **custom)
+    else:
+        h, w = args.size
+        pre = preset(_preset_choice(args) or "torchvision", h, w, layout=args.layout or "NCHW",
+                     dtype=args.dtype or "float32", **custom)
+    written = export_tensors(images, pre, Path(args.output))
+    for image, where in written.entries:
+        print(f"{image} -> {where}")
+    n = len(written.entries)
+    shape = (n,) + written.shape[1:] if written.kind == "npy" else written.shape
+    what = {"npy": "one array", "npz": f"{n} array{'s' * (n != 1)}",
+            "bin": f"{n} raw .bin file{'s' * (n != 1)} (little-endian, no header)"}
+    print(f"wrote {written.path}: {what[written.kind]}, {'x'.join(map(str, shape))} {written.dtype} "
+          f"{'in all' if written.kind == 'npy' else 'each'}; {pre.describe()}")
+    return 0
 
 
 def cmd_convert(args) -> int:
@@ -223,31 +274,73 @@ def cmd_gui(args) -> int:
 # --------------------------------------------------------------------------------------------------
 
 
-def _add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="classify images (files or folders) and print the top-k")
-    pr.add_argument("model")
-    pr.add_argument("images", nargs="+", metavar="IMAGE")
-    pr.add_argument("--top-k", type=int, default=5)
-    pr.add_argument("--preset", choices=["torchvision", "inception", "coral", "paddle"],
-                    help="preprocessing (default: the one the model's source implies); the options below "
-                         "change it into a custom one")
+# --help's list of presets (kept as written: one line each, the raw formatter leaves it alone)
+PRESET_HELP = "presets (--preset), and what each reproduces:\n" + "\n".join(
+    f"  {name:<12} {REFERENCES[name]}" for name in PRESETS if name != "custom") + "\n" + \
+    textwrap.fill(f"the default: the model's source picks it ({AUTO})", 100, initial_indent=f"  {'auto':<12} ",
+                  subsequent_indent=" " * 15)
+
+
+def _add_preset_options(pr, auto: str) -> None:
+    """--preset and the custom options, shared by predict and preprocess."""
+    pr.add_argument("--preset", choices=["auto"] + [p for p in PRESETS if p != "custom"], metavar="NAME",
+                    help=f"preprocessing preset: {', '.join(p for p in PRESETS if p != 'custom')} or auto "
+                         f"({auto}; listed below); the options below change it into a custom one")
     cu = pr.add_argument_group("custom preprocessing (each changes one step of the preset)")
+    cu.add_argument("--decoder", choices=DECODERS,
+                    help="pil: PIL's convert('RGB'); tf: tf.io.decode_image (fast integer DCT); cv2: cv2.imdecode")
+    cu.add_argument("--alpha", choices=ALPHAS,
+                    help="drop: transparency dropped, as every reference loader does; white: composited over white")
     cu.add_argument("--resize", choices=list(_RESIZE),
                     help="shorter: shorter side then centre crop; whole: the whole image; central: central crop "
                          "then resize")
     cu.add_argument("--crop", type=float, metavar="FRACTION",
                     help="shorter: crop / resized side (224/256); central: fraction kept (0.875)")
-    cu.add_argument("--interpolation", choices=["pil", "tf"],
-                    help="pil: PIL bilinear, antialiased; tf: TF / OpenCV bilinear, no antialiasing")
+    cu.add_argument("--interpolation", choices=INTERPOLATIONS, metavar="NAME",
+                    help="; ".join(f"{k}: {v}" for k, v in INTERPOLATION_TITLES.items()))
     cu.add_argument("--scale", type=float, help="pixel values are multiplied by this first (1/255, 1/127.5)")
     cu.add_argument("--mean", type=_triple, metavar="M[,M,M]", help="subtracted after scaling, per channel")
     cu.add_argument("--std", type=_triple, metavar="S[,S,S]", help="divided by after subtracting, per channel")
     cu.add_argument("--channel-order", choices=["RGB", "BGR"])
+
+
+def _add_predict(sub) -> None:
+    pr = sub.add_parser("predict", help="classify images (files or folders) and print the top-k",
+                        epilog=PRESET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("model")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top-k", type=int, default=5)
+    _add_preset_options(pr, "the default: the one the model's source implies")
     pr.add_argument("--labels", metavar="FILE", help="a label file, one class per line")
     pr.add_argument("--fast-decode", action="store_true",
                     help="decode large JPEGs at a reduced scale, as the app does (faster, scores move slightly)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+
+def _add_preprocess(sub) -> None:
+    pp = sub.add_parser(
+        "preprocess", help="write the exact input tensors of images (.npy, .npz, or a folder of raw .bin files)",
+        description=textwrap.fill(
+            "Write the exact tensors a model takes for the images, as the preset's reference pipeline makes them. "
+            "OUT.npy: one array, the images stacked in the order given (folders expanded, sorted); OUT.npz: one "
+            "array per image, keyed by its file name; any other OUT (or an existing folder): a folder of raw "
+            "little-endian .bin files, one per image (ais_bench --input, msame --input). Nothing is written unless "
+            "every image converts.", 100),
+        epilog=PRESET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pp.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    src = pp.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="MODEL",
+                     help="take the input size, layout and type from this model, and its source's preset")
+    src.add_argument("--size", type=_size_arg, metavar="N",
+                     help="input size in pixels (N or HxW), without a model: preset torchvision, NCHW float32 "
+                          "unless given")
+    pp.add_argument("--layout", choices=["NCHW", "NHWC"], help="with --size (default NCHW)")
+    pp.add_argument("--dtype", choices=["float32", "uint8", "int8"],
+                    help="with --size (default float32); uint8: raw pixels, int8: raw pixels - 128")
+    _add_preset_options(pp, "with --model the model's source picks it, with --size torchvision")
+    pp.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.npy, OUT.npz or a folder")
+    pp.set_defaults(func=cmd_preprocess)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -277,6 +370,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_summary)
 
     _add_predict(sub)
+    _add_preprocess(sub)
 
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")

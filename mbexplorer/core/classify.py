@@ -1,8 +1,9 @@
 """Classifying a set of images with one or two models: the Classify tab's job, a generator job in the core's style.
 
 The job gets the images still to do and one :class:`Slot` per model (the shown model, and the one it is
-compared with). Per image it decodes once, makes the thumbnail from that decode, runs every slot's model
-and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Progress``. Classifiers (one
+compared with). Per image it decodes once per way of decoding, makes the thumbnail, runs every slot's model
+and yields an :class:`ImageDone` (streamed to the UI as it arrives) and a ``Progress``. Each slot's result
+keeps a small picture of the input tensor its model was fed (:class:`TensorView`), for the details. Classifiers (one
 onnxruntime session each) are built once per model: the panel keeps them across runs, keyed by slot key, and
 another preset or decoding of the same model reuses its session. The job only reads the ``cache`` it is
 given (a snapshot: the panel's own dict belongs to the UI thread) and yields a :class:`ClassifierReady` for
@@ -24,15 +25,17 @@ import numpy as np
 from PIL import Image
 
 from . import builder
+from .decoding import decode
 from .errors import MbxError
 from .inference import Classifier, Prediction, TopK, top_k
 from .jobs import Job, Progress, checkpoint
 from .labels import labels_for
 from .loading import load
 from .model import LoadedModel
-from .preprocess import decode, draft_size, for_model
+from .preprocess import Preprocess, draft_size, for_model, load_approximate
 
 THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, the preview at this size)
+TENSOR_VIEW = 128  # the largest side of a TensorView picture (the size the details show it at)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,18 @@ class Task:
 
 
 @dataclass
+class TensorView:
+    """What the model was fed, for showing: the input tensor back as 8-bit RGB pixels (the preset's scale, mean
+    and std inverted; raw pixels as they are), at most ``TENSOR_VIEW`` px a side, with the tensor's own facts.
+    Only this small picture is kept: a folder of thousands of float tensors would not fit in memory."""
+    image: np.ndarray  # HxWx3 uint8 RGB
+    shape: tuple[int, ...]
+    dtype: str
+    min: float
+    max: float
+
+
+@dataclass
 class SlotResult:
     key: tuple
     model_name: str
@@ -61,6 +76,8 @@ class SlotResult:
     prediction: Prediction | None = None  # scores kept for re-slicing at another k
     error: str | None = None
     top1: int | None = None  # the best output index (the strip's agreement marks compare it)
+    reference: str = ""  # what the preset reproduces (Preprocess.reference)
+    tensor: TensorView | None = None  # the input tensor the scores came from, as a small picture
 
 
 @dataclass
@@ -161,30 +178,73 @@ def check_image_input(model: LoadedModel) -> None:
 def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool = False) -> ImageDone:
     done = ImageDone(task.path)
     t0 = time.perf_counter()
+    pixels: dict[tuple, tuple] = {}  # one decode per way of decoding, shared by the slots that use it
     try:
-        image, full = decode(task.path, draft_for=_draft_for([ready[s.name].preprocess for s in slots], fast))
+        if task.thumb:  # for showing: upright, transparency over white, at a small JPEG scale
+            image, full = decode(task.path, (THUMB, THUMB))
+            image.thumbnail((THUMB, THUMB), Image.BILINEAR)
+            done.thumb, done.size = image, full
+        for slot in slots:
+            pre = ready[slot.name].preprocess
+            key = (pre.decoder, pre.alpha, draft_size(pre) if fast else None)
+            if key not in pixels:
+                pixels[key] = load_approximate(task.path, pre) if fast else (pre.picture(task.path), None)
     except Exception as exc:  # ImageError, or a decoder's own complaint: an error entry, not a crash
         done.error = _message(exc)
         return done
     done.decode_ms = (time.perf_counter() - t0) * 1e3
-    if slots:
-        done.size = full
-        done.decoded = image.size if image.size != full else None
-    if task.thumb:
-        thumb = image.copy()
-        thumb.thumbnail((THUMB, THUMB), Image.BILINEAR)
-        done.thumb = thumb
+    for image, full in pixels.values():
+        size = full or _size(image)
+        done.size = done.size or size
+        if full is not None and _size(image) != full:
+            done.decoded = _size(image)
     for slot in slots:
         checkpoint()  # a model may take long on a large input: a cancel need not wait for the next image
         clf = ready[slot.name]
-        result = SlotResult(slot.key, clf.model.name, clf.preprocess.describe(), clf.model.labels)
+        pre = clf.preprocess
+        image, full = pixels[(pre.decoder, pre.alpha, draft_size(pre) if fast else None)]
+        result = SlotResult(slot.key, clf.model.name, pre.describe(), clf.model.labels, reference=pre.reference)
         try:
             result.prediction = clf.classify(image, k=1, full_size=full)
             result.top1 = int(np.argmax(result.prediction.scores))  # ties: the lowest index, as top_k orders
+            result.tensor = tensor_view(result.prediction.tensor, pre)
+            result.prediction.tensor = None  # only its small view is kept: thousands of images stay in memory
         except Exception as exc:
             result.error = _message(exc)
         done.results[slot.name] = result
     return done
+
+
+def _size(image) -> tuple[int, int]:
+    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
+
+
+def tensor_view(tensor: np.ndarray, pre: Preprocess, limit: int = TENSOR_VIEW) -> TensorView | None:
+    """The tensor as the pixels it encodes: raw uint8 as is, int8 shifted back by 128, floats through the
+    preset's values step inverted (x = (t * std + mean) / scale), BGR turned back to RGB; None for a tensor
+    that is not one 3-channel image."""
+    t = np.asarray(tensor)
+    if t.ndim != 4:
+        return None
+    hwc = t[0] if pre.layout == "NHWC" else t[0].transpose(1, 2, 0)
+    if hwc.shape[2] != 3 or hwc.size == 0:
+        return None
+    if t.dtype == np.uint8:
+        pixels = hwc
+    elif t.dtype == np.int8:
+        pixels = (hwc.astype(np.int16) + 128).astype(np.uint8)
+    else:
+        # mean and std are per tensor channel (BGR ones included), so invert before turning the channels
+        scale, mean, std = (np.float32(pre.scale), np.asarray(pre.mean, np.float32), np.asarray(pre.std, np.float32))
+        values = (hwc.astype(np.float32) * std + mean) / scale
+        pixels = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    if pre.channel_order == "BGR":
+        pixels = pixels[..., ::-1]
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if max(image.size) > limit:
+        image.thumbnail((limit, limit), Image.BOX)
+    return TensorView(np.asarray(image), tuple(int(d) for d in t.shape), str(t.dtype),
+                      float(t.min()), float(t.max()))
 
 
 def preprocess_for(model: LoadedModel, choice: str | tuple | None):
@@ -193,17 +253,6 @@ def preprocess_for(model: LoadedModel, choice: str | tuple | None):
     if isinstance(choice, tuple):
         return for_model(model, None, **dict(choice[1]))
     return for_model(model, choice)
-
-
-def _draft_for(presets: list, fast: bool) -> tuple[int, int] | None:
-    """The size one decode must serve: thumbnails alone need little; every model's preset must allow a reduced
-    decode (antialiased presets, ``fast`` on), and the largest of their sizes wins."""
-    if not presets:
-        return THUMB, THUMB
-    if not fast or any(p.interpolation != "pil" for p in presets):
-        return None
-    sizes = [draft_size(p) for p in presets]
-    return max(w for w, _ in sizes), max(h for _, h in sizes)
 
 
 def result_topk(result: SlotResult, k: int, user: list[str] | None) -> list[TopK]:

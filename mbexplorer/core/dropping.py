@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .decoding import image_files
 from .formats import (
     LOADER_KINDS,
     MODEL_SUFFIXES,
@@ -18,7 +19,6 @@ from .formats import (
     looks_like_other_model,
     sniff_file,
 )
-from .preprocess import image_files
 
 
 def _candidates(paths: list[Path]) -> list[Path]:

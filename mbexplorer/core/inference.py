@@ -17,7 +17,7 @@ from PIL import Image
 
 from .labels import labels_for
 from .model import LoadedModel
-from .preprocess import Preprocess, decode, for_model
+from .preprocess import Preprocess, for_model, load_approximate
 from .runtime import Session
 
 _PASS_THROUGH = {"Identity", "Reshape", "Squeeze", "Flatten", "DequantizeLinear", "QuantizeLinear", "Cast"}
@@ -37,6 +37,7 @@ class Prediction:
     latency_ms: float  # the model's run alone
     timings_ms: dict[str, float] = field(default_factory=dict)  # decode, preprocess, infer, topk
     scores: np.ndarray | None = field(default=None, repr=False)
+    tensor: np.ndarray | None = field(default=None, repr=False)  # the input it was fed (callers may drop it)
 
 
 def ends_in_softmax(model: LoadedModel, output: str) -> bool:
@@ -91,14 +92,19 @@ class Classifier:
                 out = softmax(out)
         return out
 
-    def classify(self, image: Image.Image | str | Path, k: int = 5, fast: bool = False,
+    def classify(self, image: np.ndarray | Image.Image | str | Path, k: int = 5, fast: bool = False,
                  full_size: tuple[int, int] | None = None) -> Prediction:
-        """Classify one image (a file, or a decoded RGB image with its ``full_size`` if it was decoded at a
-        reduced scale). ``fast`` lets a JPEG file decode at a reduced scale (see ``preprocess.decode``)."""
+        """Classify one image: a file (decoded as the preset's pipeline decodes it, or with ``fast`` at a
+        reduced JPEG scale: see ``preprocess.load_approximate``), or pixels already decoded (with their
+        ``full_size`` when they are a reduced-scale decode)."""
         t0 = time.perf_counter()
-        name = str(image) if not isinstance(image, Image.Image) else getattr(image, "filename", "") or "image"
-        if not isinstance(image, Image.Image):
-            image, full_size = decode(image, draft_for=self.preprocess if fast else None)
+        name = "image"
+        if isinstance(image, (str, Path)):
+            name = str(image)
+            if fast:
+                image, full_size = load_approximate(image, self.preprocess)
+            else:
+                image = self.preprocess.picture(image)
         t1 = time.perf_counter()
         tensor = self.preprocess(image, full_size)
         t2 = time.perf_counter()
@@ -108,7 +114,7 @@ class Classifier:
         t4 = time.perf_counter()
         timings = {"decode": (t1 - t0) * 1e3, "preprocess": (t2 - t1) * 1e3, "infer": (t3 - t2) * 1e3,
                    "topk": (t4 - t3) * 1e3}
-        return Prediction(name, top, timings["infer"], timings, scores)
+        return Prediction(name, top, timings["infer"], timings, scores, tensor)
 
     def topk(self, scores: np.ndarray, k: int) -> list[TopK]:
         return top_k(scores, k, self.labels)

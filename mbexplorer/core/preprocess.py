@@ -1,15 +1,29 @@
-"""Image loading and preprocessing presets for the sources MobileNets come from.
+"""Preprocessing presets: each reproduces the pipeline a model's source feeds it, to the bit.
 
-Presets (all produce the model's own input size, layout and dtype):
-  torchvision  shorter side to 256/224 of the input size (PIL bilinear, antialiased), centre crop, [0, 1],
-               ImageNet mean/std. Also timm and the seeds' model zoos.
-  inception    central crop 87.5 %, resize to the input size, x / 127.5 - 1 (TF-slim, Keras, TF.js).
-  coral        the whole image resized with TF's bilinear (half-pixel centres, no antialiasing), truncated to
-               uint8; integer inputs get the raw pixels (their quantization parameters carry the
-               normalisation), float inputs x / 127.5 - 1. Coral's and TFLite's own tests do this.
-  paddle       PaddleClas: shorter side to 256 (OpenCV-style bilinear, no antialiasing), centre crop,
-               1/255, ImageNet mean/std.
-  custom       any of the above knobs.
+Every preset names the reference it reproduces (``REFERENCES``) and is tested against that framework itself
+(tests/reference/: TensorFlow and Keras, torchvision and timm, OpenCV,
+TensorFlow.js in node): uint8 results identical, float results within 1e-5, decoding
+included, for any picture size.
+
+  torchvision  Image.open().convert('RGB'), Resize(round(size / 0.875)) (PIL bilinear, antialiased; the long
+               side truncated), CenterCrop(size) (offsets rounded), ToTensor, Normalize(ImageNet).
+  timm         the same steps with timm's rules: Resize(floor(size / crop_pct)), bicubic by default.
+  tfslim       TF-slim's preprocess_for_eval: tf.io.decode_jpeg (fast integer DCT), convert_image_dtype,
+               tf.image.central_crop(0.875), tf.compat.v1.image.resize_bilinear (no half-pixel centres),
+               (x - 0.5) * 2.
+  keras        keras.utils.load_img(path, target_size) (PIL nearest, the whole picture) and
+               keras.applications.mobilenet.preprocess_input (x / 127.5 - 1).
+  tfjs         @tensorflow-models/mobilenet: the whole picture, x * 2/255 - 1, tf.image.resizeBilinear with
+               alignCorners.
+  coral        TFLite and Coral: the whole picture through tf.image.resize(method='bilinear',
+               antialias=False), cast to uint8 (truncating); raw pixels for integer inputs, x / 127.5 - 1
+               (or the quantized twin's real values) for float inputs.
+  paddle       PaddleClas: DecodeImage (cv2.imdecode, to RGB), ResizeImage(resize_short=256) (OpenCV
+               INTER_LINEAR; both sides rounded from one scale), CropImage(224) (offsets floor-halved),
+               NormalizeImage (x * 1/255 - mean) / std, ToCHWImage.
+  custom       any of the knobs below, starting from a preset.
+
+Alpha is dropped, as every reference loader drops it; ``alpha="white"`` composites over white instead.
 """
 
 from __future__ import annotations
@@ -19,18 +33,19 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from . import resizing
+from .decoding import decode, read_image, read_pixels
 from .errors import MbxError
-from .formats import IMAGE_SUFFIXES
+from .presets_info import INTERPOLATIONS, PRESETS, REFERENCES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-PRESETS = ("torchvision", "inception", "coral", "paddle", "custom")
-
-
-class ImageError(MbxError):
-    """A file that is not an image the app can read."""
+_INTERP_TEXT = {"pil": "PIL bilinear", "pil_bicubic": "PIL bicubic", "pil_nearest": "PIL nearest",
+                "tf": "TF bilinear, half-pixel", "tf_legacy": "TF v1 bilinear", "tf_align_corners":
+                "TF bilinear, align corners", "tfjs": "TF.js bilinear, align corners", "cv2": "OpenCV INTER_LINEAR"}
+_TF = {"tf": (True, False), "tf_legacy": (False, False), "tf_align_corners": (False, True)}  # half_pixel, align
 
 
 @dataclass(frozen=True)
@@ -38,25 +53,36 @@ class Preprocess:
     name: str
     height: int
     width: int
+    decoder: str = "pil"  # "pil", "tf" (TensorFlow's JPEG decode), "cv2" (see decoding.py)
     resize: str = "shorter"  # "shorter": shorter side then centre crop; "whole"; "central_fraction"
     crop_ratio: float = 224 / 256  # "shorter": crop / resized shorter side; "central_fraction": kept fraction
-    interpolation: str = "pil"  # "pil": PIL bilinear (antialiased); "tf": half-pixel bilinear, no antialias
-    truncate_uint8: bool = False  # round the resized image down to uint8 (TF's cast) before scaling
+    sizing: str = "torchvision"  # "shorter" rounding: "torchvision", "timm" or "paddle" (see _shorter_size)
+    interpolation: str = "pil"  # one of INTERPOLATIONS
+    truncate_uint8: bool = False  # cast the resized picture to uint8 (TF's cast truncates) before the values
     scale: float = 1 / 255
     mean: tuple[float, float, float] = IMAGENET_MEAN  # subtracted after scaling
     std: tuple[float, float, float] = IMAGENET_STD
     layout: str = "NCHW"
     dtype: str = "float32"  # "uint8"/"int8": raw pixels go in (int8: shifted by -128)
     channel_order: str = "RGB"
+    alpha: str = "drop"  # "drop" (every reference loader) or "white" (composite over white)
+
+    @property
+    def reference(self) -> str:
+        return REFERENCES.get(self.name, REFERENCES["custom"])
 
     def describe(self) -> str:
         if self.resize == "shorter":
-            geo = f"shorter side to {round(self.height / self.crop_ratio)}, centre crop {self.height}x{self.width}"
+            geo = f"shorter side to {self.resize_size()}, centre crop {self.height}x{self.width}"
         elif self.resize == "central_fraction":
             geo = f"central crop {self.crop_ratio:.1%}, resize to {self.height}x{self.width}"
         else:
             geo = f"whole image to {self.height}x{self.width}"
-        interp = "PIL bilinear" if self.interpolation == "pil" else "TF bilinear (no antialias)"
+        interp = _INTERP_TEXT.get(self.interpolation, self.interpolation)
+        if self.interpolation.startswith("tf") and self.resize != "whole":
+            interp += ", no antialias"
+        elif self.interpolation.startswith("tf"):
+            interp += " (no antialias)"
         if self.dtype in ("uint8", "int8"):
             values = "raw uint8 pixels" + (" - 128" if self.dtype == "int8" else "")
         elif self.mean == (0.0, 0.0, 0.0) and self.std == (1.0, 1.0, 1.0):
@@ -69,193 +95,233 @@ class Preprocess:
         else:
             values = f"x * {self.scale:.5g}, mean {tuple(round(m, 3) for m in self.mean)}, " \
                      f"std {tuple(round(s, 3) for s in self.std)}"
-        return f"{self.name}: {geo} ({interp}), {values}, {self.channel_order} {self.layout} {self.dtype}"
+        alpha = ", alpha over white" if self.alpha == "white" else ""
+        return f"{self.name}: {geo} ({interp}), {values}, {self.channel_order} {self.layout} {self.dtype}{alpha}"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     # ---------------------------------------------------------------------------------------------
-    def geometry(self, image: Image.Image, full_size: tuple[int, int] | None = None) -> Image.Image | np.ndarray:
-        """Resize and crop: a PIL image (PIL interpolation) or a float HxWx3 array (TF interpolation).
+    def load(self, path: str | Path) -> np.ndarray:
+        """The picture's pixels as this preset's pipeline decodes them (HxWx3 uint8 RGB)."""
+        return read_pixels(path, self.decoder, self.alpha)
 
-        ``full_size``: the picture's full-resolution size when ``image`` is a reduced-scale decode of it (see
-        ``decode``). The crop is placed in full-resolution coordinates either way, so a reduced decode samples
-        the same part of the picture as the full one."""
-        if self.interpolation == "tf":
-            if full_size is not None and tuple(full_size) != image.size:
-                raise ValueError("TF-style bilinear needs the full-resolution image (no reduced decode)")
-            return self._tf_geometry(np.asarray(image))
-        w, h = full_size or image.size
-        fx, fy = image.width / w, image.height / h
-        x0, y0, x1, y1 = self._pil_box(w, h)
-        box = (x0 * fx, y0 * fy, x1 * fx, y1 * fy)
-        if box[0] < 0 or box[1] < 0 or box[2] > image.width + 1e-6 or box[3] > image.height + 1e-6:
-            # (shorter side only) the crop is larger than the resized picture: resize it whole, let crop() pad
-            # with black, as torchvision's CenterCrop pads with zeros
-            nw, nh = self._shorter_size(image.width, image.height)
-            left, top = self._crop_offsets(nw, nh)
-            return image.resize((nw, nh), Image.BILINEAR).crop((left, top, left + self.width, top + self.height))
-        box = (box[0], box[1], min(box[2], image.width), min(box[3], image.height))
-        if self.resize == "central_fraction":
-            # TF-slim crops first, then resizes: the filter sees nothing outside the crop
-            x0, y0 = math.floor(box[0] + 1e-6), math.floor(box[1] + 1e-6)
-            x1, y1 = math.ceil(box[2] - 1e-6), math.ceil(box[3] - 1e-6)
-            image = image.crop((x0, y0, x1, y1))
-            box = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
-        # Resizing only the crop's box gives the pixels of resizing the whole picture and cropping (PIL
-        # places samples and sizes its filter from the box; floating-point rounding of the sample positions
-        # moves < 0.1 % of pixels by one level), for a fraction of the work.
-        return image.resize((self.width, self.height), Image.BILINEAR, box=box)
+    def picture(self, path: str | Path) -> np.ndarray | Image.Image:
+        """``load``, for making tensors: the PIL decoder's picture stays a PIL image, which PIL resizing takes
+        without a copy (a numpy round trip of a 1080p photo costs more than the resize)."""
+        return read_image(path, self.decoder, self.alpha)
+
+    def tensor(self, path: str | Path) -> np.ndarray:
+        """A file's exact input tensor (batch of one)."""
+        return self(self.picture(path))
+
+    def __call__(self, image: np.ndarray | Image.Image, full_size: tuple[int, int] | None = None) -> np.ndarray:
+        """Pixels (HxWx3 uint8 RGB, or an RGB PIL image) to a batch-of-one input tensor.
+
+        ``full_size``: the picture's full-resolution (w, h) when ``image`` is a reduced-scale JPEG decode of it
+        (the fast approximate path, see ``decoding.decode``): the crop is then placed in full-resolution
+        coordinates and only its box is resized. Exact pipelines never take it."""
+        if full_size is not None and tuple(full_size) != _size(image):
+            return self._values(self._approximate(image, full_size))
+        return self._values(self.geometry(image))
+
+    # geometry ------------------------------------------------------------------------------------
+    def resize_size(self) -> int:
+        """The shorter side a "shorter" preset resizes to before its centre crop."""
+        side = min(self.height, self.width)
+        if self.sizing == "timm":
+            return math.floor(side / self.crop_ratio)
+        return round(side / self.crop_ratio)
 
     def _shorter_size(self, w: int, h: int) -> tuple[int, int]:
-        """torchvision's Resize(S) with S = crop / ratio: the shorter side to S, the other truncated."""
-        short = round(min(self.height, self.width) / self.crop_ratio)
-        return (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        """(w, h) after resizing the shorter side to ``resize_size()``, by the sizing rule."""
+        s = self.resize_size()
+        if self.sizing == "paddle":  # ResizeImage: one scale, both sides rounded
+            percent = float(s) / min(w, h)
+            return int(round(w * percent)), int(round(h * percent))
+        if self.sizing == "timm" and self.height != self.width:
+            # timm's eval transform calls ResizeKeepRatio for a non-square target (transforms_factory.py):
+            # target sides floor(side / crop_pct), the smaller ratio for both sides, each rounded
+            ratio = min(h / math.floor(self.height / self.crop_ratio), w / math.floor(self.width / self.crop_ratio))
+            return round(w / ratio), round(h / ratio)
+        # torchvision's Resize(S) (timm calls it for a square target): the long side truncated
+        return (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
 
     def _crop_offsets(self, nw: int, nh: int) -> tuple[int, int]:
-        """torchvision's CenterCrop offsets (left, top) in a picture resized to nw x nh."""
-        return int(round((nw - self.width) / 2.0)), int(round((nh - self.height) / 2.0))
+        """(left, top) of the centre crop in a picture resized to nw x nh."""
+        if self.sizing == "paddle":  # CropImage: (img_w - w) // 2
+            return (nw - self.width) // 2, (nh - self.height) // 2
+        return _center_crop_start(nw, self.width), _center_crop_start(nh, self.height)
 
     def _central_box(self, w: int, h: int) -> tuple[int, int, int, int]:
-        cw, ch = max(1, round(w * self.crop_ratio)), max(1, round(h * self.crop_ratio))
-        left, top = (w - cw) // 2, (h - ch) // 2
-        return left, top, left + cw, top + ch
+        """tf.image.central_crop's box: start = int((n - n * fraction) / 2), size = n - 2 * start."""
+        top = int((float(h) - float(h) * self.crop_ratio) / 2)
+        left = int((float(w) - float(w) * self.crop_ratio) / 2)
+        return left, top, w - left, h - top
 
-    def _pil_box(self, w: int, h: int) -> tuple[float, float, float, float]:
-        """The part of a w x h picture that becomes the input."""
-        if self.resize == "central_fraction":
-            return self._central_box(w, h)
-        if self.resize == "whole":
-            return 0, 0, w, h
-        nw, nh = self._shorter_size(w, h)
-        left, top = self._crop_offsets(nw, nh)
-        sx, sy = w / nw, h / nh
-        return left * sx, top * sy, (left + self.width) * sx, (top + self.height) * sy
-
-    def _tf_geometry(self, arr: np.ndarray) -> np.ndarray:
-        h, w = arr.shape[:2]
+    def geometry(self, pixels: np.ndarray | Image.Image) -> np.ndarray:
+        """Resize and crop exactly as the reference does: uint8 HxWx3 for PIL and OpenCV resizing, float32
+        for TensorFlow's (whose results are floats until a cast). ``pixels``: HxWx3 uint8, or a PIL image
+        (PIL resizing takes it without a copy)."""
+        if isinstance(pixels, Image.Image) and self.interpolation not in resizing.PIL_FILTERS:
+            pixels = np.asarray(pixels)
+        w, h = _size(pixels)
         if self.resize == "central_fraction":
             x0, y0, x1, y1 = self._central_box(w, h)
-            return tf_bilinear(arr[y0:y1, x0:x1], self.height, self.width)
+            if isinstance(pixels, Image.Image):
+                return self._resize(pixels.crop((x0, y0, x1, y1)), self.height, self.width)
+            return self._resize(pixels[y0:y1, x0:x1], self.height, self.width)
         if self.resize == "whole":
-            return tf_bilinear(arr, self.height, self.width)
+            return self._resize(pixels, self.height, self.width)
         nw, nh = self._shorter_size(w, h)
         left, top = self._crop_offsets(nw, nh)
         if left < 0 or top < 0 or left + self.width > nw or top + self.height > nh:
-            full = tf_bilinear(arr, nh, nw)  # crop larger than the picture: pad with black
-            out = np.zeros((self.height, self.width, arr.shape[2]), np.float32)
-            ys, xs = max(0, -top), max(0, -left)
-            part = full[max(0, top):top + self.height, max(0, left):left + self.width]
-            out[ys:ys + part.shape[0], xs:xs + part.shape[1]] = part
-            return out
-        return tf_bilinear(arr, nh, nw, rows=(top, top + self.height), cols=(left, left + self.width))
+            return _pad_crop(self._resize(pixels, nh, nw), left, top, self.height, self.width)
+        if self.interpolation in _TF:  # compute only the crop's window of the resized picture
+            half, align = _TF[self.interpolation]
+            return resizing.tf_bilinear(pixels, nh, nw, half_pixel=half, align_corners=align,
+                                        rows=(top, top + self.height), cols=(left, left + self.width))
+        return self._resize(pixels, nh, nw)[top:top + self.height, left:left + self.width]
 
-    def __call__(self, image: Image.Image, full_size: tuple[int, int] | None = None) -> np.ndarray:
-        """One image (RGB PIL) to a batch-of-one input tensor (``full_size``: see ``geometry``)."""
-        geo = self.geometry(image, full_size)
-        if isinstance(geo, Image.Image):
-            return self._values_u8(np.asarray(geo))
-        arr = geo
-        if self.truncate_uint8:
-            arr = np.floor(np.clip(arr, 0, 255))
+    def _resize(self, pixels: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+        if self.interpolation in _TF:
+            half, align = _TF[self.interpolation]
+            return resizing.tf_bilinear(pixels, out_h, out_w, half_pixel=half, align_corners=align)
+        if self.interpolation == "tfjs":  # TF.js's kernel computes in doubles, not TensorFlow's float32
+            return resizing.tfjs_bilinear(pixels, out_h, out_w, align_corners=True)
+        if self.interpolation == "cv2":
+            return resizing.cv2_linear(pixels, out_h, out_w)
+        if self.interpolation in resizing.PIL_FILTERS:
+            return resizing.pil(pixels, out_h, out_w, self.interpolation)
+        raise MbxError(f"unknown interpolation '{self.interpolation}'; choose one of {', '.join(INTERPOLATIONS)}.")
+
+    def _approximate(self, image: Image.Image, full_size: tuple[int, int]) -> np.ndarray:
+        """A reduced-scale decode: resize only the crop's box, placed in full-resolution coordinates."""
+        if not isinstance(image, Image.Image):
+            image = Image.fromarray(np.asarray(image))
+        w, h = full_size
+        fx, fy = image.width / w, image.height / h
+        if self.resize == "central_fraction":
+            x0, y0, x1, y1 = self._central_box(w, h)
+        elif self.resize == "whole":
+            x0, y0, x1, y1 = 0, 0, w, h
+        else:
+            nw, nh = self._shorter_size(w, h)
+            left, top = self._crop_offsets(nw, nh)
+            sx, sy = w / nw, h / nh
+            x0, y0, x1, y1 = left * sx, top * sy, (left + self.width) * sx, (top + self.height) * sy
+        box = (max(0.0, x0 * fx), max(0.0, y0 * fy), min(image.width, x1 * fx), min(image.height, y1 * fy))
+        method = resizing.PIL_FILTERS.get(self.interpolation, Image.BILINEAR)
+        return np.asarray(image.resize((self.width, self.height), method, box=box))
+
+    # values --------------------------------------------------------------------------------------
+    def _values(self, arr: np.ndarray) -> np.ndarray:
+        """Resized pixels to the input tensor in the model's layout and dtype."""
+        if arr.dtype != np.uint8:  # TensorFlow's float resize
+            if self.truncate_uint8 or self.dtype in ("uint8", "int8"):
+                # tf.cast(float -> uint8) truncates; an integer input takes the cast pixels
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+            else:
+                return self._float_values(arr)
         if self.channel_order == "BGR":
             arr = arr[..., ::-1]
         if self.dtype == "uint8":
-            out = np.clip(np.round(arr), 0, 255).astype(np.uint8)
+            out = arr
         elif self.dtype == "int8":
-            out = (np.clip(np.round(arr), 0, 255) - 128).astype(np.int8)
+            out = (arr.astype(np.int16) - 128).astype(np.int8)
         else:
-            k, b = self._affine()
-            out = arr * k - b
+            return self._table_values(arr)
         if self.layout == "NCHW":
             out = out.transpose(2, 0, 1)
         return np.ascontiguousarray(out[None])
 
-    def _affine(self) -> tuple[np.ndarray, np.ndarray]:
-        # (x * scale - mean) / std as one multiply and one subtract
-        std = np.asarray(self.std, np.float32)
-        return np.float32(self.scale) / std, np.asarray(self.mean, np.float32) / std
+    def _coefficients(self) -> tuple[np.float32, np.ndarray, np.ndarray]:
+        return (np.float32(self.scale), np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
 
-    def _values_u8(self, pixels: np.ndarray) -> np.ndarray:
-        """8-bit HxWx3 pixels to the input tensor: a 256-entry table per channel holds each value's float,
-        so the tensor is one gather per channel, written straight into its layout."""
+    def _float_values(self, arr: np.ndarray) -> np.ndarray:
         if self.channel_order == "BGR":
-            pixels = pixels[..., ::-1]
-        if self.dtype == "uint8":
-            out = pixels
-        elif self.dtype == "int8":
-            out = (pixels.astype(np.int16) - 128).astype(np.int8)
-        else:
-            k, b = self._affine()
-            table = np.arange(256, dtype=np.float32)[None, :] * k[:, None] - b[:, None]  # 3 x 256
-            if self.layout == "NCHW":
-                out = np.empty((1, 3) + pixels.shape[:2], np.float32)
-                for c in range(3):
-                    np.take(table[c], pixels[..., c], out=out[0, c])
-                return out
-            out = np.empty(pixels.shape, np.float32)
-            for c in range(3):
-                np.take(table[c], pixels[..., c], out=out[..., c])
-            return out[None]
+            arr = arr[..., ::-1]
+        scale, mean, std = self._coefficients()
+        out = (arr * scale - mean) / std
         if self.layout == "NCHW":
             out = out.transpose(2, 0, 1)
-        return np.ascontiguousarray(out[None])
+        return np.ascontiguousarray(out[None], dtype=np.float32)
+
+    def _table_values(self, pixels: np.ndarray) -> np.ndarray:
+        """8-bit pixels through a 256-entry table per channel holding (x * scale - mean) / std in float32:
+        one gather per channel, written straight into the layout."""
+        scale, mean, std = self._coefficients()
+        table = (np.arange(256, dtype=np.float32)[None, :] * scale - mean[:, None]) / std[:, None]  # 3 x 256
+        if self.layout == "NCHW":
+            out = np.empty((1, 3) + pixels.shape[:2], np.float32)
+            for c in range(3):
+                np.take(table[c], pixels[..., c], out=out[0, c])
+            return out
+        out = np.empty(pixels.shape, np.float32)
+        for c in range(3):
+            np.take(table[c], pixels[..., c], out=out[..., c])
+        return out[None]
 
 
-def tf_bilinear(arr: np.ndarray, out_h: int, out_w: int, rows: tuple[int, int] | None = None,
-                cols: tuple[int, int] | None = None) -> np.ndarray:
-    """TensorFlow's bilinear resize with half-pixel centres and no antialiasing (tf.image.resize default,
-    also OpenCV's INTER_LINEAR), on an HxWxC array (any dtype; float32 out).
+def _size(image) -> tuple[int, int]:
+    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
-    ``rows``/``cols``: compute only that window [start, stop) of the out_h x out_w result (a centre crop).
-    Only the source rows and columns the samples touch are gathered before the float conversion, so an
-    8-bit photo is never converted whole."""
-    in_h, in_w = arr.shape[:2]
 
-    def axis(out_n, in_n, window):
-        lo_o, hi_o = window or (0, out_n)
-        x = (np.arange(lo_o, hi_o, dtype=np.float64) + 0.5) * (in_n / out_n) - 0.5
-        lo = np.floor(x)
-        frac = (x - lo).astype(np.float32)
-        lo_i = np.clip(lo, 0, in_n - 1).astype(np.intp)
-        hi_i = np.clip(lo + 1, 0, in_n - 1).astype(np.intp)
-        return lo_i, hi_i, frac
+def _center_crop_start(n: int, crop: int) -> int:
+    """torchvision's CenterCrop start along one side of n: round((n - crop) / 2), but a crop larger than the
+    side first pads (crop - n) // 2 zeros before it (F.center_crop), so the picture starts that far in."""
+    return -((crop - n) // 2) if crop > n else int(round((n - crop) / 2.0))
 
-    y0, y1, fy = axis(out_h, in_h, rows)
-    x0, x1, fx = axis(out_w, in_w, cols)
-    r0, r1 = arr[y0], arr[y1]
-    f = np.float32
-    top = r0[:, x0].astype(f) * (1 - fx)[None, :, None] + r0[:, x1].astype(f) * fx[None, :, None]
-    bot = r1[:, x0].astype(f) * (1 - fx)[None, :, None] + r1[:, x1].astype(f) * fx[None, :, None]
-    return top * (1 - fy)[:, None, None] + bot * fy[:, None, None]
+
+def _pad_crop(resized: np.ndarray, left: int, top: int, height: int, width: int) -> np.ndarray:
+    """A centre crop larger than the resized picture: zeros where there is no picture (CenterCrop pads)."""
+    out = np.zeros((height, width, resized.shape[2]), resized.dtype)
+    ys, xs = max(0, -top), max(0, -left)
+    part = resized[max(0, top):top + height, max(0, left):left + width]
+    out[ys:ys + part.shape[0], xs:xs + part.shape[1]] = part
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
 # presets
 
+_PRESET_FIELDS = {
+    "torchvision": {},
+    "timm": dict(sizing="timm", interpolation="pil_bicubic"),
+    "tfslim": dict(decoder="tf", resize="central_fraction", crop_ratio=0.875, interpolation="tf_legacy",
+                   scale=2 / 255, mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0)),
+    "keras": dict(resize="whole", crop_ratio=1.0, interpolation="pil_nearest", scale=1 / 127.5,
+                  mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0)),
+    "tfjs": dict(resize="whole", crop_ratio=1.0, interpolation="tfjs", scale=2 / 255,
+                 mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0)),
+    "coral": dict(resize="whole", crop_ratio=1.0, interpolation="tf", truncate_uint8=True, scale=1 / 127.5,
+                  mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0)),
+    "paddle": dict(decoder="cv2", sizing="paddle", interpolation="cv2"),
+    "custom": {},
+}
+
 
 def preset(name: str, height: int = 224, width: int | None = None, layout: str = "NCHW",
            dtype: str = "float32", **custom) -> Preprocess:
-    width = width or height
-    base = dict(height=height, width=width, layout=layout, dtype=dtype if dtype in ("uint8", "int8") else "float32")
-    if name == "torchvision":
-        p = Preprocess("torchvision", **base)
-    elif name == "inception":
-        p = Preprocess("inception", resize="central_fraction", crop_ratio=0.875, scale=1 / 127.5,
-                       mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0), **base)
-    elif name == "coral":
-        p = Preprocess("coral", resize="whole", crop_ratio=1.0, interpolation="tf", truncate_uint8=True,
-                       scale=1 / 127.5, mean=(1.0, 1.0, 1.0), std=(1.0, 1.0, 1.0), **base)
-    elif name == "paddle":
-        p = Preprocess("paddle", interpolation="tf", **base)
-    elif name == "custom":
-        p = Preprocess("custom", **base)
-    else:
+    if name not in _PRESET_FIELDS:
         raise MbxError(f"unknown preprocessing preset '{name}'; choose one of {', '.join(PRESETS)}.")
+    width = width or height
+    dtype = dtype if dtype in ("uint8", "int8") else "float32"
+    p = Preprocess(name, height, width, layout=layout, dtype=dtype, **_PRESET_FIELDS[name])
     return customise(p, **custom)
 
 
-_SOURCE_PRESET = {"tflite": "coral", "keras": "inception", "tfjs": "inception", "paddle": "paddle"}
+def source_preset(model) -> str:
+    """The preset a model's source implies: TFLite coral, Keras keras, TF.js tfjs, a PyTorch state dict
+    torchvision or timm by its naming, an ONNX file exported by PaddlePaddle paddle, anything else torchvision."""
+    fmt = model.source_format
+    if fmt == "tflite":
+        return "coral"
+    if fmt in ("keras", "tfjs", "timm", "paddle"):
+        return fmt
+    if "paddle" in (model.producer or "").lower():
+        return "paddle"
+    return "torchvision"
 
 
 def for_model(model, name: str | None = None, **custom) -> Preprocess:
@@ -270,7 +336,7 @@ def for_model(model, name: str | None = None, **custom) -> Preprocess:
         h, w = shape[-2], shape[-1]
     h = h if isinstance(h, int) and h > 0 else 224
     w = w if isinstance(w, int) and w > 0 else h
-    chosen = name or _SOURCE_PRESET.get(model.source_format, "torchvision")
+    chosen = name or source_preset(model)
     p = preset(chosen, h, w, layout=layout, dtype=spec.dtype)
     info = model.preprocessing or {}
     if chosen == "coral" and p.dtype == "float32" and "input_scale" in info:
@@ -290,88 +356,24 @@ def customise(p: Preprocess, **options) -> Preprocess:
     return replace(p, name="custom", **options)
 
 
-# --------------------------------------------------------------------------------------------------
-# images
-
-
-def decode(path: str | Path, draft_for: Preprocess | tuple[int, int] | None = None
-           ) -> tuple[Image.Image, tuple[int, int]]:
-    """Open an image as upright 8-bit RGB; return it and its full-resolution (upright) size.
-
-    ``draft_for``: a preset (or a (w, h) size) the image is decoded for. A JPEG then decodes at the smallest
-    DCT scale (1/2, 1/4, 1/8) that still leaves twice the size the preset resizes from, which cuts decoding
-    and resizing several-fold; give the returned full size to the preset so its crop stays where it is.
-    Presets with TF-style bilinear (no antialiasing) sample single pixels of the full image and always get
-    it whole. Other formats are always decoded whole."""
-    path = Path(path)
-    if isinstance(draft_for, Preprocess):
-        draft_for = draft_size(draft_for) if draft_for.interpolation == "pil" else None
-    try:
-        img = Image.open(path)
-        full = img.size
-        if draft_for is not None and img.format == "JPEG":
-            img.draft("RGB", (2 * draft_for[0], 2 * draft_for[1]))
-        orientation = img.getexif().get(0x0112, 1)
-        if orientation != 1:  # exif_transpose copies the image even when there is nothing to turn
-            img = ImageOps.exif_transpose(img)
-            if orientation in (5, 6, 7, 8):
-                full = full[::-1]
-        img = to_rgb(img)
-        img.load()
-        return img, full
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
-            from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if path.is_dir():
-            raise ImageError(f"{path.name} is a folder, not an image.") from exc
-        raise ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).") from exc
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return text.replace(str(Path.cwd()), ".")
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB the way a viewer shows it: transparency over white, 16-bit and float
-    greys scaled to 8 bits (PIL's own convert clips them), CMYK and palettes through PIL."""
-    mode = img.mode
-    if mode == "RGB":
-        return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-        if mode == "F" and arr.max() <= 1.0:
-            top = 1.0
-        grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, "L").convert("RGB")
-    if mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
-def image_files(paths) -> list[Path]:
-    """Expand folders (recursively, sorted) into the image files they hold; keep files as given."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            out.append(p)
-    return out
-
-
-def draft_size(pre: Preprocess) -> tuple[int, int]:
-    """The smallest decode size the preset's geometry needs (before its own resize)."""
+def draft_size(pre: Preprocess) -> tuple[int, int] | None:
+    """The smallest decode size the preset's geometry needs (before its own resize), for the fast approximate
+    JPEG decode; None when the preset must see the whole picture (TensorFlow and OpenCV resizing sample single
+    pixels of it, and decoders other than PIL's have no reduced decode)."""
+    if pre.decoder != "pil" or pre.interpolation not in resizing.PIL_FILTERS:
+        return None
     if pre.resize == "shorter":
-        s = round(min(pre.height, pre.width) / pre.crop_ratio)
+        s = pre.resize_size()
         return s, s
     if pre.resize == "central_fraction":
         return math.ceil(pre.width / pre.crop_ratio), math.ceil(pre.height / pre.crop_ratio)
     return pre.width, pre.height
+
+
+def load_approximate(path: str | Path, pre: Preprocess) -> tuple[np.ndarray | Image.Image, tuple[int, int] | None]:
+    """The fast approximate decode: a JPEG at a reduced DCT scale for presets that allow it (``draft_size``),
+    with its full size; other presets get their exact decode (and None)."""
+    draft = draft_size(pre)
+    if draft is None:
+        return pre.picture(path), None
+    return decode(path, draft, upright=False, alpha=pre.alpha)

@@ -1,5 +1,6 @@
 """The lower half of the Classify tab: the selected image (preview, name, size) and one column per model
-with its top-k, preprocessing, timings and labels; in compare mode a banner says whether the top-1 agrees.
+with its top-k, preprocessing (and what it reproduces), timings, labels and the input tensor it was fed; in
+compare mode a banner says whether the top-1 agrees.
 
 The panel decides what each column shows (a :class:`Shown` result, possibly stale, or a note); this module
 only lays it out and words it."""
@@ -111,7 +112,7 @@ class DetailsView(QWidget):
             timing = (f"latency {p.latency_ms:.1f} ms (model run)  ·  "
                       f"preprocess {p.timings_ms['preprocess']:.1f} ms{decode}")
             view.show_result(r.model_name, r.preprocess, timing, labels_text(r, labels),
-                             result_topk(r, k, labels.names), s.stale, color)
+                             result_topk(r, k, labels.names), s.stale, color, r.reference, r.tensor)
         self.banner.setVisible(color is not None)
         if color is not None:
             a, b = (result_topk(shown[s].result, 1, labels.names)[0] for s in ("A", "B"))

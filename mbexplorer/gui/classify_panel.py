@@ -44,10 +44,12 @@ from mbexplorer.core.classify import (
     preprocess_for,
     result_topk,
 )
+from mbexplorer.core.decoding import image_files
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.labels import label_at, read_label_file
-from mbexplorer.core.preprocess import PRESETS, Preprocess, for_model, image_files
+from mbexplorer.core.preprocess import Preprocess, for_model
+from mbexplorer.core.presets_info import AUTO, PRESETS, REFERENCES
 from mbexplorer.core.state import State
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
@@ -69,11 +71,13 @@ from .workers import JobHandle
 LANE = "classify"  # this tab's lane in the task registry
 CHOICES = [p for p in PRESETS if p != "custom"]
 LABELS_TIP = "Class names: a label file, else the model's own, else ImageNet's"
+AUTO_TIP = f"auto: the model's source picks the preset ({AUTO})"
 COMPARE_TIP = "Classify the same images with a second model, side by side"
-FAST_TIP = ("Large JPEGs decode at 1/2, 1/4 or 1/8 scale, still at least twice the size the preset resizes from: "
-            "several times faster, scores within about 0.01 of the exact decode on float models (quantized ones "
-            "move by as much as one input level of noise moves them). Off: every image decodes at full size, "
-            "as 'mbexplorer predict' does. Presets with TF-style resizing (coral, paddle) always decode in full.")
+FAST_TIP = ("An approximation, off by default. On: large JPEGs decode at 1/2, 1/4 or 1/8 scale, still at least "
+            "twice the size the preset resizes from: several times faster, scores within about 0.03 of the exact "
+            "pipeline on float models (quantized ones move by as much as one input level of noise moves them). "
+            "Off: every image goes through the preset's exact pipeline, as 'mbexplorer predict' does. Presets "
+            "that resize as TensorFlow or OpenCV do (tfslim, tfjs, coral, paddle) always decode in full.")
 
 
 class ClassifyPanel(QWidget):
@@ -124,12 +128,16 @@ class ClassifyPanel(QWidget):
         for name in (None, *CHOICES):
             self.preset.addItem(name or "auto", name)
         self.preset.addItem("custom…", "custom")
+        for i in range(self.preset.count()):  # each item says what it reproduces; auto's follows the model
+            name = self.preset.itemData(i)
+            self.preset.setItemData(i, REFERENCES[name] if name else AUTO_TIP, Qt.ToolTipRole)
         self.preset.setToolTip("Preprocessing: auto uses the one the model's source implies; custom… sets each step")
         self.preset.setSizeAdjustPolicy(QComboBox.AdjustToContents)  # "auto (torchvision / coral)" reads whole
         self.preset.currentIndexChanged.connect(self._on_preset)
         self.preset.activated.connect(lambda i: self.preset.itemData(i) == "custom" and self.edit_custom())
-        self.fast = QCheckBox("Fast JPEG decode")
-        self.fast.setChecked(True)
+        # Off by default: the exact pipeline is what the model's own tools feed it; fast is an approximation.
+        self.fast = QCheckBox("Fast (approx.)")  # short: the toolbar must fit a 1280 px screen
+        self.fast.setChecked(False)
         self.fast.setToolTip(FAST_TIP)
         self.fast.toggled.connect(lambda _: self.run())
         self.k = QSpinBox()
@@ -506,8 +514,9 @@ class ClassifyPanel(QWidget):
 
     def _update_preset_text(self) -> None:
         names = [for_model(m).name for m in (self.model, self.compare and self.compare["model"]) if m is not None]
-        auto = " / ".join(dict.fromkeys(names)) if names else ""
-        self.preset.setItemText(0, f"auto ({auto})" if auto else "auto")
+        picked = list(dict.fromkeys(names))
+        self.preset.setItemText(0, f"auto ({' / '.join(picked)})" if picked else "auto")
+        self.preset.setItemData(0, "\n".join([AUTO_TIP] + [f"{n}: {REFERENCES[n]}" for n in picked]), Qt.ToolTipRole)
 
     def _refresh_all(self) -> None:
         for e in self.entries:

@@ -15,11 +15,11 @@ from PySide6.QtWidgets import (
 )
 
 from mbexplorer.core.preprocess import Preprocess
+from mbexplorer.core.presets_info import ALPHA_TITLES, DECODER_TITLES, INTERPOLATION_TITLES
 
-RESIZES = {"shorter": "shorter side, then centre crop (torchvision, PaddleClas)",
-           "central_fraction": "central crop, then resize (TF-slim, Keras)",
-           "whole": "the whole image (Coral, TFLite)"}
-INTERPOLATIONS = {"pil": "PIL bilinear, antialiased", "tf": "TF / OpenCV bilinear, no antialiasing"}
+RESIZES = {"shorter": "shorter side, then centre crop (torchvision, timm, PaddleClas)",
+           "central_fraction": "central crop, then resize (TF-slim)",
+           "whole": "the whole image (Keras, TF.js, Coral, TFLite)"}
 
 
 def _numbers(text: str) -> list[float] | None:
@@ -35,6 +35,15 @@ def _numbers(text: str) -> list[float] | None:
     return out
 
 
+def _choices(titles: dict[str, str], current: str) -> QComboBox:
+    """A combo of readable titles carrying the option's value; ``current`` selected."""
+    box = QComboBox()
+    for key, title in titles.items():
+        box.addItem(title, key)
+    box.setCurrentIndex(max(0, box.findData(current)))
+    return box
+
+
 class PreprocessDialog(QDialog):
     def __init__(self, start: Preprocess, parent=None):
         super().__init__(parent)
@@ -46,20 +55,18 @@ class PreprocessDialog(QDialog):
         lay.addWidget(intro)
         form = QFormLayout()
         form.setLabelAlignment(Qt.AlignRight)
-        self.resize_mode = QComboBox()
-        for key, title in RESIZES.items():
-            self.resize_mode.addItem(title, key)
-        self.resize_mode.setCurrentIndex(self.resize_mode.findData(start.resize))
+        self.resize_mode = _choices(RESIZES, start.resize)
         self.crop = QDoubleSpinBox()
         self.crop.setRange(0.05, 1.0)
         self.crop.setDecimals(4)
         self.crop.setSingleStep(0.0125)
         self.crop.setValue(start.crop_ratio)
         self.crop.setToolTip("shorter side: crop / resized side (224/256 = 0.875); central crop: the fraction kept")
-        self.interpolation = QComboBox()
-        for key, title in INTERPOLATIONS.items():
-            self.interpolation.addItem(title, key)
-        self.interpolation.setCurrentIndex(self.interpolation.findData(start.interpolation))
+        self.decoder = _choices(DECODER_TITLES, start.decoder)
+        self.decoder.setToolTip("How the file becomes pixels: each reference pipeline decodes its own way")
+        self.interpolation = _choices(INTERPOLATION_TITLES, start.interpolation)
+        self.alpha = _choices(ALPHA_TITLES, start.alpha)
+        self.alpha.setToolTip("Transparent pictures: every reference loader drops alpha")
         self.scale = QLineEdit(f"{start.scale:.10g}")
         self.scale.setToolTip("Pixel values (0-255) are multiplied by this first: 1/255, 1/127.5, …")
         self.mean = QLineEdit(", ".join(f"{v:.6g}" for v in start.mean))
@@ -67,6 +74,8 @@ class PreprocessDialog(QDialog):
         self.channel_order = QComboBox()
         self.channel_order.addItems(["RGB", "BGR"])
         self.channel_order.setCurrentText(start.channel_order)
+        form.addRow("Decoder:", self.decoder)
+        form.addRow("Transparency:", self.alpha)
         form.addRow("Resize:", self.resize_mode)
         form.addRow("Crop:", self.crop)
         form.addRow("Interpolation:", self.interpolation)
@@ -79,6 +88,8 @@ class PreprocessDialog(QDialog):
             note = QLabel("This model takes integer pixels: scale, mean and std do not apply to it.")
             note.setStyleSheet("color: #6b7280;")
             lay.addWidget(note)
+        # the steps without a control here (timm's rounding of the resize, TF's uint8 cast) stay the preset's
+        self.kept = {"sizing": start.sizing, "truncate_uint8": start.truncate_uint8}
         self.problem = QLabel()
         self.problem.setStyleSheet("color: #b91c1c;")
         lay.addWidget(self.problem)
@@ -106,7 +117,8 @@ class PreprocessDialog(QDialog):
     def options(self) -> dict:
         """The choices as ``Preprocess`` fields (for ``preprocess.for_model(..., **options)``)."""
         mean, std = _numbers(self.mean.text()), _numbers(self.std.text())
-        return {"resize": self.resize_mode.currentData(), "crop_ratio": round(self.crop.value(), 6),
+        return {**self.kept, "decoder": self.decoder.currentData(), "alpha": self.alpha.currentData(),
+                "resize": self.resize_mode.currentData(), "crop_ratio": round(self.crop.value(), 6),
                 "interpolation": self.interpolation.currentData(), "scale": _numbers(self.scale.text())[0],
                 "mean": tuple(mean * 3 if len(mean) == 1 else mean), "std": tuple(std * 3 if len(std) == 1 else std),
                 "channel_order": self.channel_order.currentText()}

@@ -1,4 +1,5 @@
-"""Widgets of the Classify tab: horizontal top-k bars, and the thumbnail strip with its agreement badges.
+"""Widgets of the Classify tab: horizontal top-k bars, the thumbnail strip with its agreement badges, and a
+model's column (its top-k and the input tensor it was fed).
 
 Bars are drawn on an absolute 0..1 score scale over a light track, so a 0.03 score looks small next to a
 0.9 one in the other model's column too; the score is printed beside every bar. Agreement is one pair of
@@ -22,6 +23,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
@@ -44,6 +46,7 @@ TEXT = QColor("#111827")
 BADGES = {"agree": (AGREE, "✓"), "differ": (DIFFER, "≠"), "error": (ERROR, "!")}
 
 ICON = 96  # strip icon size: the thumbnails are made larger (the preview) and scaled down here
+TENSOR_SHOWN = 128  # the largest side the input tensor's picture is shown at (a 96 px input shows whole)
 ROW_H = 24
 
 
@@ -67,6 +70,13 @@ def to_pixmap(image) -> QPixmap:
     data = image.tobytes("raw", "RGB")
     qimage = QImage(data, image.width, image.height, 3 * image.width, QImage.Format_RGB888)
     return QPixmap.fromImage(qimage.copy())  # copy: the QImage must not outlive ``data``
+
+
+def array_pixmap(pixels) -> QPixmap:
+    """An HxWx3 uint8 RGB array (made on the worker) to a pixmap."""
+    h, w = pixels.shape[:2]
+    data = pixels.tobytes()  # C order whatever the array's strides
+    return QPixmap.fromImage(QImage(data, w, h, 3 * w, QImage.Format_RGB888).copy())
 
 
 def badge_icon(thumb: QPixmap | None, badge: str | None) -> QIcon:
@@ -222,29 +232,66 @@ class SlotView(QWidget):
         self.title = _plain(bold=True)
         self.preprocess = _plain(wrap=True, style="color: #4b5563;")
         self.preprocess.setToolTip("The preprocessing these scores were computed with")
+        self.reference = _plain(wrap=True, style="color: #6b7280; font-size: 11px;")
+        self.reference.setToolTip("The pipeline the preset reproduces, to the bit")
         self.timing = _plain(style="color: #4b5563;")
         self.labels = _plain(wrap=True, style="color: #6b7280;")
         self.note = _plain(wrap=True, style="color: #6b7280; font-style: italic;")
         self.bars = TopKBars()
-        for w in (self.role, self.title, self.preprocess, self.timing, self.labels, self.bars, self.note):
+        # the tensor the model saw: a small picture of it and its shape, type and range
+        self.tensor_box = QWidget()
+        row = QHBoxLayout(self.tensor_box)
+        row.setContentsMargins(0, 4, 0, 0)
+        self.tensor_image = QLabel()
+        self.tensor_image.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        self.tensor_image.setToolTip("The input tensor this model was fed, turned back into pixels to show it")
+        self.tensor_text = _plain(wrap=True, style="color: #4b5563;")
+        self.tensor_text.setAlignment(Qt.AlignLeft | Qt.AlignTop)
+        row.addWidget(self.tensor_image)
+        row.addWidget(self.tensor_text, 1)
+        self.tensor_box.setVisible(False)
+        for w in (self.role, self.title, self.preprocess, self.reference, self.timing, self.labels, self.bars,
+                  self.tensor_box, self.note):
             lay.addWidget(w)
         lay.addStretch(1)
 
     def show_result(self, title: str, preprocess: str, timing: str, labels: str, rows: list,
-                    stale: bool = False, mark: QColor | None = None) -> None:
+                    stale: bool = False, mark: QColor | None = None, reference: str = "", tensor=None) -> None:
+        """``tensor``: the result's ``TensorView`` (None: nothing to show)."""
         self.title.setText(title + ("  (updating…)" if stale else ""))
         self.preprocess.setText(preprocess)
+        self.reference.setText(f"reproduces {reference}" if reference else "")
+        self.reference.setVisible(bool(reference))
         self.timing.setText(timing)
         self.labels.setText(labels)
         self.bars.set_rows(rows, stale, mark)
         self.bars.setVisible(True)
+        self.show_tensor(tensor)
         self.note.setVisible(False)
+
+    def show_tensor(self, view) -> None:
+        if view is None:
+            self.tensor_image.clear()
+            self.tensor_text.setText("")
+            self.tensor_box.setVisible(False)
+            return
+        pixmap = array_pixmap(view.image)
+        if max(pixmap.width(), pixmap.height()) > TENSOR_SHOWN:
+            pixmap = pixmap.scaled(TENSOR_SHOWN, TENSOR_SHOWN, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+        self.tensor_image.setPixmap(pixmap)
+        shape = "×".join(str(d) for d in view.shape)
+        how = {"uint8": "shown as is: raw pixels", "int8": "shown + 128 (raw pixels - 128)"}.get(
+            view.dtype, "shown de-normalised: (x · std + mean) / scale")
+        self.tensor_text.setText(f"model input {shape} {view.dtype}\nmin {view.min:.4g}  ·  max {view.max:.4g}\n{how}")
+        self.tensor_box.setVisible(True)
 
     def show_note(self, title: str, note: str, error: bool = False) -> None:
         """No result to show: why (classifying, no model, an error)."""
         self.title.setText(title)
-        for w in (self.preprocess, self.timing, self.labels):
+        for w in (self.preprocess, self.reference, self.timing, self.labels):
             w.setText("")
+        self.reference.setVisible(False)
+        self.show_tensor(None)
         self.bars.set_rows([])
         self.bars.setVisible(False)
         self.note.setText(note)

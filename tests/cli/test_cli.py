@@ -1,38 +1,16 @@
-"""The command line. Most tests call ``main()`` in this process, as the console script does
-(``sys.exit(main())``), and capture file descriptors 1 and 2, so that what C libraries write is seen too. A few
-run a real process where only a process shows the behaviour: the script starts, start-up imports, a reader
-closing the pipe, a full disk on stdout, nothing printed at exit."""
+"""The command line. Most tests call ``main()`` in this process (the ``mbx`` fixture, conftest.py), as the
+console script does (``sys.exit(main())``), and capture file descriptors 1 and 2, so that what C libraries write
+is seen too. A few run a real process where only a process shows the behaviour: the script starts, start-up
+imports, a reader closing the pipe, a full disk on stdout, nothing printed at exit."""
 
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mbexplorer import cli
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-@pytest.fixture
-def mbx(capfd):
-    def run(*args) -> Run:
-        capfd.readouterr()  # what the test itself printed is not the command's
-        try:
-            rc = cli.main([str(a) for a in args])
-        except SystemExit as exc:  # argparse: --help, usage errors (status 2)
-            rc = exc.code
-        out, err = capfd.readouterr()
-        return Run(rc, out, err)
-
-    return run
 
 
 def mbx_process(*args, timeout=180, **kw) -> subprocess.CompletedProcess:
@@ -185,8 +163,8 @@ def test_predict_json_with_a_bad_file_among_good_ones(tmp_path, mbx):
     assert len(res["red.png"]["topk"]) == 3 and set(res["red.png"]["topk"][0]) == {"index", "label", "score"}
     assert res["red.png"]["latency_ms"] > 0
     assert "not an image" in res["notes.txt"]["error"]
-    r = mbx("predict", model, folder / "red.png", "--preset", "inception")
-    assert r.returncode == 0 and "inception: central crop 87.5%" in r.stdout
+    r = mbx("predict", model, folder / "red.png", "--preset", "tfslim")
+    assert r.returncode == 0 and "tfslim: central crop 87.5%" in r.stdout
 
 
 def test_convert_tflite_with_float_twin_and_predict(shared_dir, tmp_path, mbx):
@@ -322,7 +300,7 @@ def test_predict_custom_values_and_bad_options(tmp_path, model_file, mbx):
     model = model_file("mobilenet_v1", 0.25, 96)
     img = tmp_path / "a.png"
     Image.new("RGB", (120, 100), (10, 200, 30)).save(img)
-    r = mbx("predict", model, img, "--preset", "inception", "--mean", "0.5", "--std", "0.5,0.5,0.5",
+    r = mbx("predict", model, img, "--preset", "tfslim", "--mean", "0.5", "--std", "0.5,0.5,0.5",
             "--scale", str(1 / 255), "--channel-order", "BGR", "--json")
     assert r.returncode == 0, r.stderr
     text = json.loads(r.stdout)["preprocessing"]
@@ -384,3 +362,39 @@ def test_predict_says_when_a_model_does_not_take_images(tmp_path, mbx):
     assert r.returncode == 1
     assert r.stderr == ("mbexplorer: error: vec cannot classify images: its input 'x' is 1×10, not an image batch "
                         "(N×C×H×W or N×H×W×C).\n")
+
+
+def test_predict_help_names_every_preset_and_what_it_reproduces(mbx):
+    from mbexplorer.core import decoding, preprocess
+    from mbexplorer.core.presets_info import AUTO, INTERPOLATIONS, PRESETS, REFERENCES
+
+    # the numpy-free copies the parser uses are the ones preprocessing runs on
+    assert preprocess.PRESETS is PRESETS and preprocess.REFERENCES is REFERENCES
+    assert INTERPOLATIONS == preprocess.INTERPOLATIONS and cli.DECODERS == decoding.DECODERS
+    r = mbx("predict", "--help")
+    assert r.returncode == 0
+    for name in ("torchvision", "timm", "tfslim", "keras", "tfjs", "coral", "paddle"):
+        assert f"  {name:<12} {REFERENCES[name]}\n" in r.stdout
+    assert " ".join(r.stdout.split()).count(AUTO) == 1  # which preset auto picks per source, wrapped
+    for option in ("--decoder {pil,tf,cv2}", "--alpha {drop,white}", "tfjs: TF.js bilinear, align corners"):
+        assert option in " ".join(r.stdout.split())
+    r = mbx("predict", "model.onnx", "a.png", "--preset", "inception")
+    assert r.returncode == 2 and "invalid choice: 'inception'" in r.stderr
+
+
+def test_predict_takes_every_interpolation_decoder_and_alpha(tmp_path, model_file, mbx):
+    from PIL import Image
+
+    from mbexplorer.core.presets_info import INTERPOLATIONS
+
+    model = model_file("mobilenet_v1", 0.25, 96)
+    img = tmp_path / "a.png"
+    Image.new("RGBA", (120, 100), (10, 200, 30, 100)).save(img)
+    texts = set()
+    for name in INTERPOLATIONS:
+        r = mbx("predict", model, img, "--interpolation", name, "--decoder", "cv2", "--alpha", "white", "--json")
+        assert r.returncode == 0, r.stderr
+        text = json.loads(r.stdout)["preprocessing"]
+        assert text.startswith("custom: shorter side to 110, centre crop 96x96") and text.endswith(", alpha over white")
+        texts.add(text)
+    assert len(texts) == len(INTERPOLATIONS)  # each names its own kernel

@@ -45,10 +45,10 @@ def test_the_job_only_reads_its_cache_and_sends_what_it_builds(built, images):
     cache = MappingProxyType({key: ready[0].classifier})
     _, events = events_of(classify_job(tasks, [Slot("A", key, None, model)], cache, fast=True))
     assert not any(isinstance(e, ClassifierReady) for e in events)
-    inception = ("A", 1, "inception", True)
-    _, events = events_of(classify_job(tasks, [Slot("A", inception, "inception", model)], cache, fast=True))
+    other_preset = ("A", 1, "tfslim", True)
+    _, events = events_of(classify_job(tasks, [Slot("A", other_preset, "tfslim", model)], cache, fast=True))
     (other,) = [e for e in events if isinstance(e, ClassifierReady)]
-    assert other.key == inception and other.classifier.session is ready[0].classifier.session
+    assert other.key == other_preset and other.classifier.session is ready[0].classifier.session
     assert dict(cache) == {key: ready[0].classifier}
 
 

@@ -4,15 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mbexplorer.core.decoding import ImageError, decode, image_files, read_pixels, to_rgb
 from mbexplorer.core.errors import MbxError
-from mbexplorer.core.preprocess import (
-    ImageError,
-    decode,
-    image_files,
-    preset,
-    tf_bilinear,
-    to_rgb,
-)
+from mbexplorer.core.preprocess import for_model, preset, source_preset
+from mbexplorer.core.resizing import tf_bilinear
 
 
 def gradient(w=640, h=480):
@@ -39,13 +34,14 @@ def test_torchvision_scales_the_crop_with_the_input_size():
     assert "shorter side to 183, centre crop 160x160" in preset("torchvision", 160).describe()
 
 
-def test_inception_central_crop_and_range():
+def test_tfslim_central_crop_and_range():
     img = gradient()
-    out = preset("inception", 224, layout="NHWC")(img)
+    out = preset("tfslim", 224, layout="NHWC")(img)
     assert out.shape == (1, 224, 224, 3)
     assert -1.0 <= out.min() and out.max() <= 1.0
-    crop = img.crop((40, 30, 600, 450))  # 87.5 % of 640x480, centred
-    ref = np.asarray(crop.resize((224, 224), Image.BILINEAR), np.float32) / 127.5 - 1
+    # tf.image.central_crop: start int((640 - 560) / 2) = 40, int((480 - 420) / 2) = 30; no half-pixel centres
+    crop = np.asarray(img, np.float32)[30:450, 40:600]
+    ref = tf_bilinear(crop, 224, 224, half_pixel=False) / 127.5 - 1
     np.testing.assert_allclose(out[0], ref, atol=1e-5)
 
 
@@ -71,7 +67,7 @@ def test_tf_bilinear_half_pixel_no_antialias():
 
 def test_paddle_and_custom():
     p = preset("paddle", 224)
-    assert p.interpolation == "tf" and p.layout == "NCHW"
+    assert (p.decoder, p.interpolation, p.sizing, p.layout) == ("cv2", "cv2", "paddle", "NCHW")
     assert preset("paddle", 224)(gradient()).shape == (1, 3, 224, 224)
     c = preset("custom", 96, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), channel_order="BGR", layout="NHWC")
     out = c(Image.new("RGB", (300, 200), (255, 0, 0)))
@@ -131,6 +127,13 @@ def test_non_images_raise_a_clear_error(tmp_path):
         np.asarray(decode(broken)[0])
     with pytest.raises(ImageError, match="folder"):
         decode(tmp_path)
+    for decoder in ("pil", "tf", "cv2"):  # every pipeline's decoder refuses them the same way
+        with pytest.raises(ImageError, match="notes.txt is not an image"):
+            read_pixels(t, decoder)
+        with pytest.raises(ImageError, match="broken.jpg"):
+            read_pixels(broken, decoder)
+        with pytest.raises(ImageError, match="folder"):
+            read_pixels(tmp_path, decoder)
 
 
 def test_folders_expand_to_images(tmp_path):
@@ -149,16 +152,12 @@ def photo(w=1920, h=1080, seed=0):
     return Image.fromarray(np.clip(np.asarray(small, np.float32) + grain, 0, 255).astype(np.uint8))
 
 
-def test_crop_box_resize_equals_resize_then_crop():
-    """The presets resize only the crop's box; the pixels are those of resizing the whole and cropping."""
+def test_torchvision_resizes_the_whole_picture_then_crops():
+    """Exactly Resize then CenterCrop (resizing only the crop's box moved 1.8 % of values by a level)."""
     img = photo()
-    out = preset("torchvision", 224, layout="NHWC", dtype="uint8")(img)[0].astype(int)
-    ref = np.asarray(img.resize((455, 256), Image.BILINEAR).crop((116, 16, 340, 240))).astype(int)
-    diff = np.abs(out - ref)
-    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # float rounding of sample positions only
-    out = preset("inception", 224, layout="NHWC", dtype="uint8")(img)[0]
-    ref = np.asarray(img.crop((120, 67, 1800, 1012)).resize((224, 224), Image.BILINEAR))
-    np.testing.assert_array_equal(out, ref)  # crop first, then resize: exactly TF-slim's order
+    out = preset("torchvision", 224, layout="NHWC", dtype="uint8")(img)[0]
+    ref = np.asarray(img.resize((455, 256), Image.BILINEAR).crop((116, 16, 340, 240)))
+    np.testing.assert_array_equal(out, ref)
 
 
 def test_tf_bilinear_window_is_a_slice_of_the_whole():
@@ -166,11 +165,31 @@ def test_tf_bilinear_window_is_a_slice_of_the_whole():
     whole = tf_bilinear(arr.astype(np.float32), 150, 171)
     part = tf_bilinear(arr, 150, 171, rows=(3, 131), cols=(20, 148))  # uint8 in, gathered before converting
     np.testing.assert_array_equal(part, whole[3:131, 20:148])
-    p = preset("paddle", 128, layout="NHWC", dtype="uint8")
-    short = round(128 / p.crop_ratio)
-    ref = np.clip(np.round(tf_bilinear(arr.astype(np.float32), short, int(short * 300 / 200))), 0, 255)
-    left, top = int(round((int(short * 300 / 200) - 128) / 2)), int(round((short - 128) / 2))
-    np.testing.assert_array_equal(p(Image.fromarray(arr))[0], ref[top:top + 128, left:left + 128].astype(np.uint8))
+
+
+def test_sizing_rules_of_each_source():
+    """Shorter-side sizes and crop offsets: torchvision truncates the long side and rounds the offset, timm
+    floors size / crop_pct, PaddleClas rounds both sides from one scale and floor-halves the offset."""
+    tv, timm, paddle = preset("torchvision", 192), preset("timm", 192), preset("paddle", 192)
+    assert (tv.resize_size(), timm.resize_size(), paddle.resize_size()) == (219, 219, 219)
+    assert (preset("torchvision", 160).resize_size(), preset("timm", 160).resize_size()) == (183, 182)
+    assert tv._shorter_size(333, 1001) == (219, 658) and paddle._shorter_size(333, 1001) == (219, 658)
+    assert tv._shorter_size(1001, 333) == (658, 219)
+    assert tv._shorter_size(97, 61) == (348, 219) and paddle._shorter_size(97, 61) == (348, 219)
+    assert tv._shorter_size(640, 479) == (292, 219) and paddle._shorter_size(640, 479) == (293, 219)
+    assert tv._crop_offsets(293, 219) == (50, 14) and paddle._crop_offsets(293, 219) == (50, 13)
+
+
+def test_source_picks_the_preset():
+    class M:
+        def __init__(self, fmt, producer=""):
+            self.source_format, self.producer = fmt, producer
+
+    picks = {fmt: source_preset(M(fmt)) for fmt in ("tflite", "keras", "tfjs", "torchvision", "timm", "onnx",
+                                                     "builder")}
+    assert picks == {"tflite": "coral", "keras": "keras", "tfjs": "tfjs", "torchvision": "torchvision",
+                     "timm": "timm", "onnx": "torchvision", "builder": "torchvision"}
+    assert source_preset(M("onnx", "PaddlePaddle 2.6")) == "paddle"
 
 
 def test_crop_larger_than_the_picture_pads_with_black():
@@ -184,7 +203,7 @@ def test_crop_larger_than_the_picture_pads_with_black():
 def test_float_values_from_the_table_equal_the_formula():
     img = photo(400, 300)
     p = preset("torchvision", 224)
-    pixels = np.asarray(p.geometry(img), np.float32)
+    pixels = np.asarray(p.geometry(np.asarray(img)), np.float32)
     ref = (pixels / 255 - np.array(p.mean, np.float32)) / np.array(p.std, np.float32)
     np.testing.assert_allclose(p(img)[0], ref.transpose(2, 0, 1), atol=2e-6)
     # mean and std are in the tensor's channel order (BGR models give theirs in BGR)
@@ -193,30 +212,48 @@ def test_float_values_from_the_table_equal_the_formula():
 
 
 def test_jpeg_draft_decodes_smaller_and_keeps_the_crop_in_place(tmp_path):
+    from mbexplorer.core.preprocess import draft_size, load_approximate
+
     p = tmp_path / "big.jpg"
     photo().save(p, quality=90)
-    full, size = decode(p)
-    assert full.size == size == (1920, 1080)
     tv = preset("torchvision", 224)
-    small, size = decode(p, draft_for=tv)
+    exact = tv.tensor(p)
+    small, size = load_approximate(p, tv)
     assert size == (1920, 1080) and small.size == (960, 540)  # 1/2 scale: still >= 2 x 256
-    exact, fast = tv(full), tv(small, size)
+    fast = tv(small, size)
     assert np.abs(fast - exact).mean() < 0.05  # the same part of the picture, slightly softer
-    # without the full size the crop would be placed for a 960x540 picture: still in place (same aspect)
-    coral = preset("coral", 224)
-    img, size = decode(p, draft_for=coral)
-    assert img.size == (1920, 1080)  # TF-style resizing samples single pixels: always the whole image
-    with pytest.raises(ValueError, match="full-resolution"):
-        coral(small, (1920, 1080))
+    for name in ("coral", "tfslim", "tfjs", "paddle"):  # they sample the whole picture: always exact
+        pre = preset(name, 224)
+        assert draft_size(pre) is None
+        pixels, full = load_approximate(p, pre)
+        assert full is None and np.asarray(pixels).shape == (1080, 1920, 3)
     png = tmp_path / "big.png"
     photo(600, 400).save(png)
-    assert decode(png, draft_for=tv)[0].size == (600, 400)  # only JPEGs have reduced decoding
+    assert load_approximate(png, tv)[0].size == (600, 400)  # only JPEGs have reduced decoding
 
 
-def test_exif_rotated_draft_reports_the_upright_size(tmp_path):
+def test_exif_rotated_picture(tmp_path):
+    """Shown upright; decoded as each pipeline decodes it: PIL and TensorFlow ignore EXIF, OpenCV turns it."""
     exif = Image.Exif()
     exif[0x0112] = 6
     p = tmp_path / "rot.jpg"
     photo(1920, 1080).save(p, exif=exif, quality=90)
-    img, size = decode(p, draft_for=preset("torchvision", 224))
-    assert size == (1080, 1920) and img.size == (540, 960)
+    img, size = decode(p, (224, 224))
+    assert size == (1080, 1920) and img.size == (540, 960)  # 1/2 scale leaves >= 2 x 224
+    assert read_pixels(p, "pil").shape == (1080, 1920, 3)
+    assert read_pixels(p, "tf").shape == (1080, 1920, 3)
+    assert read_pixels(p, "cv2").shape == (1920, 1080, 3)
+
+
+def test_alpha_is_dropped_unless_white_is_asked(tmp_path):
+    p = tmp_path / "t.png"
+    Image.new("RGBA", (8, 8), (200, 10, 10, 0)).save(p)
+    for decoder in ("pil", "tf", "cv2"):
+        assert tuple(read_pixels(p, decoder)[0, 0]) == (200, 10, 10)
+        assert tuple(read_pixels(p, decoder, alpha="white")[0, 0]) == (255, 255, 255)
+
+
+def test_for_model_follows_the_input(built):
+    m = built("mobilenet_v1", 0.25, 128)
+    p = for_model(m)
+    assert (p.name, p.height, p.width, p.layout, p.dtype) == ("torchvision", 128, 128, "NCHW", "float32")

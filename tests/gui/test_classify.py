@@ -119,10 +119,10 @@ def test_preset_change_runs_again(qtbot, classified):
     assert view.preprocess.text().startswith("torchvision:")
     before = panel.entries[0].results["A"].prediction.scores
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
-        panel.set_preset("inception")
+        panel.set_preset("tfslim")
         assert panel.result(panel.current(), "A")[1]  # until the new scores arrive, the old ones show greyed
     assert panel.runs == 2
-    assert view.preprocess.text().startswith("inception: central crop 87.5%")
+    assert view.preprocess.text().startswith("tfslim: central crop 87.5%")
     assert "updating" not in view.title.text()
     assert all(panel.result(e, "A") == (e.results["A"], False) for e in panel.entries)
     assert not np.array_equal(panel.entries[0].results["A"].prediction.scores, before)
@@ -146,12 +146,12 @@ def test_runs_read_a_snapshot_of_the_cache(qtbot, classified, monkeypatch):
     _, panel = classified
     before = dict(panel.cache)
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
-        panel.set_preset("inception")
+        panel.set_preset("tfslim")
     (cache,) = given
     assert cache is not panel.cache and dict(cache) == before and len(before) == 1
     with pytest.raises(TypeError):
         cache[("A", 0, None, True)] = None
-    assert len(panel.cache) == 2 and panel.cache[panel.key("A")].preprocess.name == "inception"
+    assert len(panel.cache) == 2 and panel.cache[panel.key("A")].preprocess.name == "tfslim"
 
 
 def test_custom_preprocessing_dialog(qtbot, classified):
@@ -184,9 +184,9 @@ def test_custom_preprocessing_dialog(qtbot, classified):
     assert all(e.results["A"].key == panel.key("A") for e in panel.entries)
 
 
-def test_large_jpeg_decodes_fast_and_exact_on_request(qtbot, small_window, tmp_path):
-    """A 1080p JPEG decodes at 1/2 scale for the antialiased presets (the details say so); unticking fast
-    decoding re-runs at full size, and the scores are then the CLI's exact path."""
+def test_large_jpeg_decodes_exactly_and_fast_on_request(qtbot, small_window, tmp_path):
+    """The exact pipeline by default; ticking the approximate fast decode decodes a 1080p JPEG at 1/2 scale for
+    the antialiased presets (the details say so); unticking it re-runs the CLI's exact path."""
     from mbexplorer.core.inference import Classifier
     from mbexplorer.core.preprocess import for_model
 
@@ -194,16 +194,19 @@ def test_large_jpeg_decodes_fast_and_exact_on_request(qtbot, small_window, tmp_p
     big = tmp_path / "big.jpg"
     Image.fromarray((rng.random((27, 48, 3)) * 255).astype(np.uint8)).resize((1920, 1080), Image.BICUBIC).save(big)
     panel = small_window.classify
-    assert panel.fast.isChecked()
+    assert not panel.fast.isChecked()
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
         drop(small_window, big)
     entry = panel.entries[0]
+    assert entry.decoded is None
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.fast.setChecked(True)
     assert entry.size == (1920, 1080) and entry.decoded == (960, 540)
     assert "1920 × 1080 px  (JPEG decoded at 1/2 scale)" in panel.details.info.text()
     fast_scores = entry.results["A"].prediction.scores
     with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
         panel.fast.setChecked(False)
-    assert panel.runs == 2 and entry.decoded is None
+    assert panel.runs == 3 and entry.decoded is None
     assert "decoded at" not in panel.details.info.text()
     exact = Classifier(panel.model, for_model(panel.model)).classify(big).scores
     np.testing.assert_array_equal(entry.results["A"].prediction.scores, exact)
@@ -339,6 +342,7 @@ def test_real_images_and_model(qtbot, window, shared_dir, open_and_wait):
     assert rows(panel)[0].label == "macaw" and rows(panel)[0].index == 89
     assert panel.details.views["A"].preprocess.text().startswith("coral:")
     assert panel.preset.itemText(0) == "auto (coral)"
+    assert panel.details.views["A"].tensor_text.text().startswith("model input 1×224×224×3 float32\n")
 
 
 @pytest.mark.shared
@@ -416,3 +420,102 @@ def test_route_drop_rules(tmp_path, model_file):
     assert plan.model == tfjs and len(plan.images) == 2
     assert route_drop([tmp_path]).model.suffix == ".onnx"  # ONNX first, before a TF.js folder inside
     assert route_drop([tmp_path / "pics", tmp_path / "web_model", notes]).model == tfjs
+
+
+def test_preset_items_say_what_they_reproduce(qtbot, small_window):
+    from mbexplorer.core.presets_info import AUTO, REFERENCES
+
+    combo = small_window.classify.preset
+    names = [combo.itemData(i) for i in range(combo.count())]
+    assert names == [None, "torchvision", "timm", "tfslim", "keras", "tfjs", "coral", "paddle", "custom"]
+    for i, name in enumerate(names[1:], 1):
+        assert combo.itemData(i, Qt.ToolTipRole) == REFERENCES[name]
+    # auto: how it picks, and the reference of the one it picked for the model shown
+    assert combo.itemText(0) == "auto (torchvision)"
+    assert combo.itemData(0, Qt.ToolTipRole) == (f"auto: the model's source picks the preset ({AUTO})\n"
+                                                 f"torchvision: {REFERENCES['torchvision']}")
+
+
+def test_details_show_the_tensor_the_model_saw(qtbot, classified):
+    from mbexplorer.core.preprocess import for_model
+    from mbexplorer.core.presets_info import REFERENCES
+
+    _, panel = classified
+    panel.select(1)  # img_1.png: lossless, so the fast decode is the exact one
+    entry, view = panel.current(), panel.details.views["A"]
+    tensor = entry.results["A"].tensor
+    assert tensor.shape == (1, 3, 128, 128) and tensor.dtype == "float32" and tensor.image.dtype == np.uint8
+    # the tensor turned back into pixels is the resized, cropped picture the preset made
+    pre = for_model(panel.model)
+    np.testing.assert_array_equal(tensor.image, pre.geometry(pre.load(entry.path)))
+    exact = pre.tensor(entry.path)
+    assert (tensor.min, tensor.max) == (float(exact.min()), float(exact.max()))
+    assert view.reference.text() == f"reproduces {REFERENCES['torchvision']}"
+    assert view.tensor_box.isVisibleTo(view)
+    assert view.tensor_image.pixmap().size().toTuple() == (128, 128)
+    lines = view.tensor_text.text().splitlines()
+    assert lines[0] == "model input 1×3×128×128 float32"
+    assert lines[1] == f"min {tensor.min:.4g}  ·  max {tensor.max:.4g}"
+    assert lines[2] == "shown de-normalised: (x · std + mean) / scale"
+    # a result kept is small: the picture, not the float tensor (thousands of images stay in memory)
+    assert tensor.image.nbytes == 128 * 128 * 3
+    panel.strip.setCurrentRow(-1)
+    assert not view.tensor_box.isVisibleTo(view) and view.reference.text() == ""
+
+
+def test_tensor_view_inverts_every_kind_of_values():
+    """Raw uint8 as is, int8 back by 128, floats de-normalised (BGR turned back), large inputs shrunk."""
+    from mbexplorer.core.classify import TENSOR_VIEW, tensor_view
+    from mbexplorer.core.preprocess import preset
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+    same = dict(resize="whole", interpolation="pil")  # a 100 px picture to a 100 px input: the pixels unchanged
+    for pre in (preset("coral", 100, layout="NHWC", dtype="uint8", **same), preset("coral", 100, dtype="int8", **same),
+                preset("keras", 100, **same), preset("paddle", 100, channel_order="BGR", **same),
+                preset("torchvision", 100, layout="NHWC", **same)):
+        view = tensor_view(pre(pixels), pre)
+        np.testing.assert_array_equal(view.image, pixels, err_msg=pre.describe())
+    big = preset("torchvision", 320, resize="whole")
+    view = tensor_view(big(rng.integers(0, 256, (320, 320, 3), dtype=np.uint8)), big)
+    assert view.image.shape == (TENSOR_VIEW, TENSOR_VIEW, 3) and view.shape == (1, 3, 320, 320)
+
+
+def test_custom_dialog_offers_every_interpolation_decoder_and_alpha(qtbot, classified):
+    from mbexplorer.core.presets_info import (
+        ALPHA_TITLES,
+        DECODER_TITLES,
+        INTERPOLATION_TITLES,
+        INTERPOLATIONS,
+    )
+
+    _, panel = classified
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.set_preset("timm")
+    dlg = panel.edit_custom()  # starts from what the model gets now: timm
+    def items(box):
+        return [(box.itemData(i), box.itemText(i)) for i in range(box.count())]
+
+    assert items(dlg.interpolation) == list(INTERPOLATION_TITLES.items())
+    assert [k for k, _ in items(dlg.interpolation)] == list(INTERPOLATIONS)
+    assert items(dlg.decoder) == list(DECODER_TITLES.items()) and items(dlg.alpha) == list(ALPHA_TITLES.items())
+    assert (dlg.interpolation.currentData(), dlg.decoder.currentData(), dlg.alpha.currentData()) == \
+        ("pil_bicubic", "pil", "drop")
+    dlg.interpolation.setCurrentIndex(dlg.interpolation.findData("cv2"))
+    dlg.decoder.setCurrentIndex(dlg.decoder.findData("cv2"))
+    dlg.alpha.setCurrentIndex(dlg.alpha.findData("white"))
+    options = dlg.options()
+    assert (options["interpolation"], options["decoder"], options["alpha"], options["sizing"]) == \
+        ("cv2", "cv2", "white", "timm")  # timm's rounding of the resize, which has no control, stays
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        dlg.accept()
+    view = panel.details.views["A"]
+    pre = panel.cache[panel.key("A")].preprocess
+    assert (pre.name, pre.interpolation, pre.decoder, pre.alpha, pre.sizing) == \
+        ("custom", "cv2", "cv2", "white", "timm")
+    assert "OpenCV INTER_LINEAR" in view.preprocess.text() and view.preprocess.text().endswith("alpha over white")
+    assert view.reference.text().startswith("reproduces custom:") and view.tensor_box.isVisibleTo(view)
+    dlg = panel.edit_custom()  # reopened: the custom choices as set
+    assert (dlg.interpolation.currentData(), dlg.decoder.currentData(), dlg.alpha.currentData()) == \
+        ("cv2", "cv2", "white")
+    dlg.reject()
