@@ -20,7 +20,8 @@ from pathlib import Path
 from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .core.errors import MbxError
 from .core.families import FAMILIES, RESOLUTION_RANGE, ROUNDINGS, WIDTH_RANGE
-from .core.formatting import si
+from .core.formatting import plural, si
+from .core.outputs import check_output, same_file
 from .core.presets_info import ALPHAS, AUTO, DECODERS, INTERPOLATION_TITLES, INTERPOLATIONS, PRESETS, REFERENCES
 
 
@@ -41,14 +42,17 @@ def _shape_arg(text: str) -> tuple[str, list[int]]:
 
 def cmd_summary(args) -> int:
     from .core.analysis import open_model
+    from .core.inspect import describe_io, operators_text
 
     shapes = dict(args.input_shape or [])
+    if args.csv:
+        check_output(args.csv, inputs=[args.model], force=args.force, input_name="the model")
     a = open_model(args.model, shapes)
     report = a.costs
     conv = args.convention
     if args.csv:
         try:
-            Path(args.csv).write_text(report.to_csv(conv), encoding="utf-8")
+            report.write_csv(args.csv, conv)
         except OSError as exc:  # a bad path is the user's to fix, like `build -o`
             raise MbxError(f"cannot write {args.csv}: {exc.strerror or exc}") from exc
     if args.json:
@@ -58,10 +62,20 @@ def cmd_summary(args) -> int:
     m = a.model
     out = sys.stdout
     print(f"{m.name}  ({m.source_format}, opset {m.opset}, {m.file_size:,} bytes, sha256 {m.sha256[:16]}…)", file=out)
+    src = m.source
+    if src:  # what the file itself says, then the ONNX graph the app runs
+        desc = f"{src['format']} (schema v{src.get('version', '?')})" + (
+            f", {src['description']!r}" if src.get("description") else "")
+        print(f"  source file: {desc}; {operators_text(src['operators'])}", file=out)
+        for d in src["inputs"]:
+            print(f"  source input  {describe_io(d)}", file=out)
+        for d in src["outputs"]:
+            print(f"  source output {describe_io(d)}", file=out)
+    as_run = "  (ONNX, as run)" if src else ""
     for s in m.inputs:
-        print(f"  input  {s.describe()}", file=out)
+        print(f"  input  {s.describe()}{as_run}", file=out)
     for s in m.outputs:
-        print(f"  output {s.describe()}", file=out)
+        print(f"  output {s.describe()}{as_run}", file=out)
     c = CONVENTIONS[conv]
     print(f"\nconvention: {conv} — {c.description}", file=out)
     blocks = report.block_totals(conv)
@@ -73,8 +87,8 @@ def cmd_summary(args) -> int:
         m, f = (" " if row["macs_complete"] else "+"), ("+" if row["not_counted"] else " ")
         print(f"{name:<{w}} {n:>5} {row['params']:>12,} {row['macs']:>14,}{m}{row['flops']:>14,}{f}", file=out)
     print(f"\nparams {si(t['params'])}, MACs {si(t['macs'])}, {c.flops_label}: {si(t['flops'])}", file=out)
-    print(f"activation memory {t['activation_bytes'] / 2**20:.2f} MiB, weights {t['weight_bytes'] / 2**20:.2f} MiB",
-          file=out)
+    print(f"peak activation memory {t['peak_activation_bytes'] / 2**20:.2f} MiB (sum of all activations "
+          f"{t['activation_bytes'] / 2**20:.2f} MiB), weights {t['weight_bytes'] / 2**20:.2f} MiB", file=out)
     nc = report.not_counted(conv)
     if nc:
         print(f"+ not counted under '{conv}': {', '.join(nc)}", file=out)
@@ -93,24 +107,43 @@ def cmd_summary(args) -> int:
     return 0
 
 
+CLASSES_RANGE = (1, 100_000)  # as the build dialog's spin box: a classifier head, not a memory bomb
+
+
+def _check_classes(n: int) -> None:
+    if not CLASSES_RANGE[0] <= n <= CLASSES_RANGE[1]:
+        raise MbxError(f"--classes must be {CLASSES_RANGE[0]} ... {CLASSES_RANGE[1]:,} (got {n:,}).")
+
+
+def _check_onnx_output(path, args, inputs=()) -> Path:
+    return check_output(path, inputs=inputs, force=args.force, suffixes=(".onnx",), what="ONNX",
+                        input_name="the input model")
+
+
 def cmd_build(args) -> int:
     from .core import builder
 
+    _check_classes(args.classes)
+    out = _check_onnx_output(args.output, args)  # before the build: a bad name costs nothing
     loaded = builder.build(args.family, args.width, args.resolution, args.classes, fold_bn=args.fold_bn,
                            rounding=args.rounding, seed=args.seed)
-    _save(loaded, Path(args.output), loaded.name)
+    _save([(loaded, out, loaded.name)])
     return 0
 
 
-def _save(model, out: Path, what: str) -> None:
-    from .core.onnx_write import save_model
+def _save(items: list[tuple]) -> None:
+    """Write (model, path, what) items, each whole or not at all, none renamed into place before all are
+    written (outputs.write_together); then say what was written."""
+    from .core.outputs import write_together
 
     try:
-        save_model(model.model, out)
+        write_together({out: m.model.SerializeToString() for m, out, _ in items})
     except OSError as exc:
-        raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, input {model.inputs[0].describe()}, "
-          f"output {model.outputs[0].describe()}")
+        where = " and ".join(str(out) for _, out, _ in items)  # not exc.filename: that is the temporary's
+        raise MbxError(f"cannot write {where}: {exc.strerror or exc}") from exc
+    for model, out, what in items:
+        print(f"wrote {out} ({out.stat().st_size:,} bytes): {what}, input {model.inputs[0].describe()}, "
+              f"output {model.outputs[0].describe()}")
 
 
 def cmd_predict(args) -> int:
@@ -121,7 +154,8 @@ def cmd_predict(args) -> int:
     from .core.jobs import run
     from .core.labels import fits, read_label_file
     from .core.loading import load
-    from .core.preprocess import for_model
+    from .core.overview import RANDOM_WEIGHTS, random_weights, rank_text, ranking, zeros_text
+    from .core.preprocess import for_model, option_warnings
 
     if args.top_k < 1:
         raise MbxError(f"--top-k must be at least 1 (got {args.top_k}).")
@@ -131,10 +165,14 @@ def cmd_predict(args) -> int:
     model = load(args.model)
     check_image_input(model)
     labels = read_label_file(args.labels) if args.labels else None
-    clf = Classifier(model, for_model(model, _preset_choice(args), **_custom_preprocessing(args)), labels)
+    custom = _custom_preprocessing(args)
+    pre = for_model(model, _preset_choice(args), **custom)  # checks the options' values
+    _warn(option_warnings(pre, custom))
+    clf = Classifier(model, pre, labels)
     if labels and clf.num_classes and not fits(clf.num_classes, labels):
-        print(f"warning: {Path(args.labels).name} has {len(labels)} names for {clf.num_classes} outputs, so it is "
-              "not used; give a file with one name per output.", file=sys.stderr)
+        print(f"warning: {Path(args.labels).name} has {plural(len(labels), 'name')} for "
+              f"{plural(clf.num_classes, 'output')}, so it is not used; give a file with one name per output.",
+              file=sys.stderr)
     # The Classify tab's job, with this classifier ready in its cache: one path from image to top-k for both.
     key = ("A", 0, None, args.fast_decode)
     slot = Slot("A", key, None, model, title=model.name)
@@ -142,31 +180,49 @@ def cmd_predict(args) -> int:
     done = []
     run(classify_job(tasks, [slot], {key: clf}, fast=args.fast_decode),
         lambda ev: done.append(ev) if isinstance(ev, ImageDone) else None)
-    results, failed = [], 0
+    results, shown, failed = [], [], 0
     for ev in done:
         r = ev.results.get("A")
         error = ev.error or (r.error if r is not None else None)
         if error:  # one bad file does not stop the others
             results.append({"image": str(ev.path), "error": error})
+            shown.append(None)
             failed += 1
             continue
         top = result_topk(r, args.top_k, labels)
-        results.append({"image": str(ev.path), "topk": [vars(t) for t in top],
+        # JSON keeps every entry asked for, marking equal scores (their order is by output index only); the text
+        # stops at the last non-zero score: a quantized model's zeros are not a ranking
+        ties = ranking(r.prediction.scores, top, drop_zeros=False).entries
+        results.append({"image": str(ev.path), "topk": [vars(t) | ({"tied": True} if e.tied else {})
+                                                        for t, e in zip(top, ties)],
                         "latency_ms": round(r.prediction.latency_ms, 3)})
+        shown.append(ranking(r.prediction.scores, top))
+    warning = RANDOM_WEIGHTS if random_weights(model) else None
     if args.json:
-        json.dump({"model": model.name, "preset": clf.preprocess.name,
-                   "preprocessing": clf.preprocess.describe(), "results": results}, sys.stdout, indent=1)
+        head = {"model": model.name, "preset": clf.preprocess.name, "preprocessing": clf.preprocess.describe()}
+        json.dump(head | ({"warning": warning} if warning else {}) | {"results": results}, sys.stdout, indent=1)
         print()
     else:
         print(f"{model.name}: {clf.preprocess.describe()}")
-        for r in results:
+        if warning:
+            print(f"warning: {warning}")
+        for r, rank in zip(results, shown):
             if "error" in r:
                 print(f"{r['image']}: error: {r['error']}")
                 continue
             print(f"{r['image']}  ({r['latency_ms']:.1f} ms)")
-            for t in r["topk"]:
-                print(f"  {t['score']:7.3f}  {t['index']:>5}  {t['label']}")
+            for e in rank.entries:
+                print(f"  {rank_text(e):>4} {e.top.score:7.3f}  {e.top.index:>5}  {e.top.label}")
+            if rank.zeros:
+                print(f"       {zeros_text(rank)}")
+        if any(e.tied for rank in shown if rank for e in rank.entries):
+            print("=: tied (equal scores; their order is by output index only)")
     return 1 if failed else 0
+
+
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
 
 
 def _triple(text: str) -> tuple[float, float, float]:
@@ -208,18 +264,21 @@ def _size_arg(text: str) -> tuple[int, int]:
 
 def cmd_preprocess(args) -> int:
     from .core.decoding import image_files
-    from .core.export import export_tensors
+    from .core.export import check_destination, export_tensors
     from .core.formats import IMAGE_SUFFIXES
-    from .core.preprocess import for_model, preset
+    from .core.preprocess import for_model, option_warnings, preset
 
     images = image_files(args.images)
     if not images:
         raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    if args.model and (args.layout or args.dtype):
+        # the model fixes them: a tensor in another layout or type is not one it can take
+        raise MbxError("--layout and --dtype come from the model with --model; give --size instead to set them.")
+    if args.model and same_file(args.output, args.model):
+        raise MbxError(f"will not write over {Path(args.output).name}: it is the model.")
+    check_destination(images, Path(args.output), args.force)  # before the model loads: a bad -o costs nothing
     custom = _custom_preprocessing(args)
     if args.model:
-        if args.layout or args.dtype:
-            # the model fixes them: a tensor in another layout or type is not one it can take
-            raise MbxError("--layout and --dtype come from the model with --model; give --size instead to set them.")
         from .core.loading import load
 
         model = load(args.model)
@@ -228,13 +287,14 @@ def cmd_preprocess(args) -> int:
         h, w = args.size
         pre = preset(_preset_choice(args) or "torchvision", h, w, layout=args.layout or "NCHW",
                      dtype=args.dtype or "float32", **custom)
-    written = export_tensors(images, pre, Path(args.output))
+    _warn(option_warnings(pre, custom))
+    written = export_tensors(images, pre, Path(args.output), force=args.force)
     for image, where in written.entries:
         print(f"{image} -> {where}")
     n = len(written.entries)
     shape = (n,) + written.shape[1:] if written.kind == "npy" else written.shape
-    what = {"npy": "one array", "npz": f"{n} array{'s' * (n != 1)}",
-            "bin": f"{n} raw .bin file{'s' * (n != 1)} (little-endian, no header)"}
+    what = {"npy": "one array", "npz": plural(n, "array"),
+            "bin": f"{plural(n, 'raw .bin file')} (little-endian, no header)"}
     print(f"wrote {written.path}: {what[written.kind]}, {'x'.join(map(str, shape))} {written.dtype} "
           f"{'in all' if written.kind == 'npy' else 'each'}; {pre.describe()}")
     return 0
@@ -243,25 +303,48 @@ def cmd_preprocess(args) -> int:
 def cmd_convert(args) -> int:
     from .core.loading import load
 
+    if args.float_twin and same_file(args.output, args.float_twin):
+        raise MbxError(f"-o and --float-twin both name {args.output}: the model and its float twin need two files.")
+    out = _check_onnx_output(args.output, args, [args.input])
+    twin = _check_onnx_output(args.float_twin, args, [args.input]) if args.float_twin else None
     model = load(args.input)
     if args.float_twin and model.float_twin is None:
         raise MbxError(f"{Path(args.input).name} has no float twin: only quantized TFLite sources come with one; "
                        "drop --float-twin.")
+    if args.standard_qdq and not any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node):
+        raise MbxError(f"{Path(args.input).name} is a float model: it has no Q/DQ to convert; drop --standard-qdq.")
     if args.standard_qdq:
         from .core.importers.tflite_int import standard_qdq
         from .core.model import from_proto
 
         model = from_proto(standard_qdq(model.model), name=model.name, source_format=model.source_format,
                            source_path=model.source_path, sha256=model.sha256, file_size=model.file_size)
-    written = [(model, Path(args.output))]
-    if args.float_twin:
-        written.append((model.float_twin, Path(args.float_twin)))
-    for m, out in written:
-        _save(m, out, f"{m.name} from {m.source_format}")
+    written = [(model, out)] + ([(model.float_twin, twin)] if twin else [])
+    _save([(m, path, f"{m.name} from {m.source_format}") for m, path in written])
     return 0
 
 
 def cmd_gui(args) -> int:
+    if args.model and args.build:
+        raise MbxError(f"give a model file or --build {args.build}, not both (the window opens one model).")
+    images = []
+    if args.images:
+        from .core.decoding import image_files
+        from .core.formats import IMAGE_SUFFIXES
+
+        images = image_files(args.images)
+        if not images:
+            raise MbxError(f"no images found in {', '.join(args.images)} "
+                           f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    if args.build:
+        _check_classes(args.classes)
+    if args.screenshot:  # before the window opens: the format its suffix names, never over an input
+        from PySide6.QtGui import QImageWriter
+
+        formats = sorted("." + bytes(f).decode().lower() for f in QImageWriter.supportedImageFormats())
+        check_output(args.screenshot, inputs=[args.model] * bool(args.model) + images, force=args.force,
+                     suffixes=formats, what="the screenshot", input_name="one of the files it shows")
+
     from .gui.app import run_gui
 
     build = None
@@ -340,6 +423,7 @@ def _add_preprocess(sub) -> None:
                     help="with --size (default float32); uint8: raw pixels, int8: raw pixels - 128")
     _add_preset_options(pp, "with --model the model's source picks it, with --size torchvision")
     pp.add_argument("-o", "--output", required=True, metavar="OUT", help="OUT.npy, OUT.npz or a folder")
+    pp.add_argument("--force", action="store_true", help="replace an existing OUT.npy or OUT.npz, or .bin files")
     pp.set_defaults(func=cmd_preprocess)
 
 
@@ -350,7 +434,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("gui", help="open the app (the default)")
     g.add_argument("model", nargs="?", help="model file to open")
-    g.add_argument("--screenshot", metavar="OUT.png", help="render the window, save it and exit")
+    g.add_argument("--screenshot", metavar="OUT.png",
+                   help="render the window, save it and exit (the format its suffix names: .png, .jpg, .bmp, ...)")
+    g.add_argument("--force", action="store_true", help="replace an existing screenshot file")
     g.add_argument("--images", nargs="+", metavar="IMAGE", help="images or folders to classify in the Classify tab")
     g.add_argument("--build", choices=FAMILIES, help="open a freshly built model instead of a file")
     g.add_argument("--width", type=float, default=1.0)
@@ -365,6 +451,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--convention", choices=list(CONVENTIONS), default=DEFAULT_CONVENTION)
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--csv", metavar="FILE", help="also write the per-layer table as CSV")
+    s.add_argument("--force", action="store_true", help="replace an existing CSV file")
     s.add_argument("--input-shape", type=_shape_arg, action="append", metavar="NAME=D0,D1,...",
                    help="fix an input whose size is not fixed in the file")
     s.set_defaults(func=cmd_summary)
@@ -375,6 +462,7 @@ def make_parser() -> argparse.ArgumentParser:
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")
     cv.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    cv.add_argument("--force", action="store_true", help="replace existing output files")
     cv.add_argument("--standard-qdq", action="store_true",
                     help="for a quantized TFLite source: plain QDQ with standard ops only, for quantization tools "
                          "and NPU compilers (by default HardSwish, Add and per-channel Conv run TFLite's integer "
@@ -388,13 +476,14 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("--width", type=float, default=1.0, help="width multiplier ({} ... {})".format(*WIDTH_RANGE))
     b.add_argument("--resolution", type=int, default=224,
                    help="input size in pixels ({} ... {})".format(*RESOLUTION_RANGE))
-    b.add_argument("--classes", type=int, default=1000)
+    b.add_argument("--classes", type=int, default=1000, help="classifier outputs (1 ... 100,000)")
     b.add_argument("--fold-bn", action="store_true", help="fold BatchNormalization into the convolutions")
     b.add_argument("--rounding", choices=ROUNDINGS, default="torchvision",
                    help="channel rounding: torchvision make_divisible(8), PaddleClas int(c * width), or tfslim "
                         "(MobileNetV3 as TF-slim and the V3 paper: expansion from the scaled input)")
     b.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     b.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    b.add_argument("--force", action="store_true", help="replace an existing output file")
     b.set_defaults(func=cmd_build)
     p.commands = sub.choices  # sub-command name -> parser, for main()'s default command
     return p

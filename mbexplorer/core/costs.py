@@ -29,7 +29,9 @@ from .conventions import (
     Convention,
 )
 from .graph import GraphIndex
+from .inspect import Storage, live_bytes, source_io
 from .model import LoadedModel
+from .outputs import write_atomically
 
 # Ops that cost nothing in every convention: they move or relabel data.
 FREE_OPS = {
@@ -54,19 +56,21 @@ class NodeCost:
     macs: int | None
     terms: dict[str, int] = field(default_factory=dict)  # FLOP terms, see conventions.FLOP_TERMS
     param_terms: dict[str, int] = field(default_factory=dict)  # see conventions.PARAM_TERMS
-    activation_bytes: int = 0
+    activation_bytes: int = 0  # what this node writes
     weight_bytes: int = 0
+    live_bytes: int = 0  # every activation alive while this node runs (see inspect.live_bytes)
     known: bool = True  # False: no cost rule for this op at all
 
 
 class CostReport:
     """Costs of one model; values per convention are computed on demand from the stored terms."""
 
-    def __init__(self, loaded: LoadedModel, blocks: BlockGraph, nodes: list[NodeCost]):
+    def __init__(self, loaded: LoadedModel, blocks: BlockGraph, nodes: list[NodeCost], storage: Storage | None = None):
         self.model = loaded
         self.blocks = blocks
         self.nodes = nodes
         self.by_name = {n.name: n for n in nodes}
+        self.storage = storage  # where each activation is held (Q/DQ folded): the inspector and table reuse it
 
     # per node ------------------------------------------------------------------------------------
     def params(self, node: NodeCost, convention: str = DEFAULT_CONVENTION) -> int:
@@ -94,8 +98,11 @@ class CostReport:
         flops = sum(f for n in nodes if (f := self.flops(n, convention)) is not None)
         act = sum(n.activation_bytes for n in nodes)
         wb = sum(n.weight_bytes for n in nodes)
+        # a peak, not a sum: the most memory alive at once while any of these nodes runs
+        peak = max((n.live_bytes for n in nodes), default=0)
         # the sums leave out ops the convention does not count; say which, so a total is never read as complete
         return {"params": params, "macs": macs, "flops": flops, "activation_bytes": act, "weight_bytes": wb,
+                "peak_activation_bytes": peak,
                 "not_counted": self._not_counted(nodes, convention),
                 "macs_complete": all(n.macs is not None for n in nodes)}
 
@@ -162,20 +169,24 @@ class CostReport:
     def to_dict(self, convention: str = DEFAULT_CONVENTION) -> dict:
         m = self.model
         t = self.totals(convention)
+        src = source_io(m)
         return {
             "model": {"name": m.name, "source_format": m.source_format,
                       "path": str(m.source_path) if m.source_path else None, "sha256": m.sha256,
                       "file_size": m.file_size, "opset": m.opset,
-                      "inputs": [vars(s) | {"shape": list(s.shape)} for s in m.inputs],
-                      "outputs": [vars(s) | {"shape": list(s.shape)} for s in m.outputs]},
+                      # as the source file defines them (a uint8 TFLite's output is uint8); the ONNX view beside
+                      "inputs": src["inputs"], "outputs": src["outputs"], "operators": src["operators"],
+                      "onnx_inputs": [vars(s) | {"shape": list(s.shape)} for s in m.inputs],
+                      "onnx_outputs": [vars(s) | {"shape": list(s.shape)} for s in m.outputs]},
             "convention": convention,
             "totals": {"params": t["params"], "macs": t["macs"], "flops": t["flops"],
-                       "activation_bytes": t["activation_bytes"], "weight_bytes": t["weight_bytes"]},
+                       "activation_bytes": t["activation_bytes"], "peak_activation_bytes": t["peak_activation_bytes"],
+                       "weight_bytes": t["weight_bytes"]},
             "blocks": [{"name": b["name"], "kind": b["kind"], "nodes": b["nodes"], "params": b["params"],
                         "macs": b["macs"], "flops": b["flops"], "residual": b["residual"],
-                        "not_counted": b["not_counted"]}
+                        "peak_activation_bytes": b["peak_activation_bytes"], "not_counted": b["not_counted"]}
                        for b in self.block_totals(convention)],
-            "layers": self.layer_rows(convention),
+            "layers": [row | {"live_bytes": n.live_bytes} for row, n in zip(self.layer_rows(convention), self.nodes)],
             "not_counted": self.not_counted(convention),
             "conventions": self.comparison(),
         }
@@ -196,6 +207,10 @@ class CostReport:
             w.writerow(row)
         return buf.getvalue()
 
+    def write_csv(self, path, convention: str = DEFAULT_CONVENTION) -> None:
+        """``to_csv`` into a file, whole or not at all (``outputs.write_atomically``); OSError on a write error."""
+        write_atomically(path, self.to_csv(convention))
+
 
 FLOP_GROUPS_OF = {
     "conv_macs": "conv+fc", "fc_macs": "conv+fc", "conv_bias": "bias", "fc_bias": "bias", "bn": "bn",
@@ -210,7 +225,10 @@ def analyse(loaded: LoadedModel, gi: GraphIndex | None = None, blocks: BlockGrap
     gi = gi or GraphIndex(loaded)
     blocks = blocks or group_blocks(gi)
     nodes = [_measure(gi, i, blocks.node_block.get(gi.names[i], 0)) for i in range(len(gi.nodes))]
-    return CostReport(loaded, blocks, nodes)
+    storage = Storage(gi)
+    for i, live in live_bytes(gi, storage).items():
+        nodes[i].live_bytes = live
+    return CostReport(loaded, blocks, nodes, storage)
 
 
 def _numel(shape) -> int:

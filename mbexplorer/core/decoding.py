@@ -61,6 +61,8 @@ def read_image(path: str | Path, decoder: str = "pil", alpha: str = "drop") -> n
         raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
             from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if not path.exists():
+            raise ImageError(f"{path} does not exist.") from exc
         if path.is_dir():
             raise ImageError(f"{path.name} is a folder, not an image.") from exc
         raise ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).") from exc
@@ -176,6 +178,8 @@ def decode(path: str | Path, draft: tuple[int, int] | None = None, *, upright: b
         raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
             from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if not path.exists():
+            raise ImageError(f"{path} does not exist.") from exc
         if path.is_dir():
             raise ImageError(f"{path.name} is a folder, not an image.") from exc
         raise ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).") from exc

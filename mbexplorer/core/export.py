@@ -7,15 +7,15 @@ Three forms, chosen by the output path (``output_kind``):
 * a folder: one raw ``.bin`` file per image, named after it: the array's little-endian bytes and nothing
   else, what ``ais_bench --input`` and ``msame --input`` read.
 
-Writing is all or nothing: everything goes to a temporary file or folder beside the output and is renamed
-into place once every image has been converted, so a bad image (or Ctrl-C) leaves no partial output. Tensors
-stream to disk one by one, so a folder of thousands of images never sits in memory.
+Writing is all or nothing (``outputs``): everything goes to a temporary file or folder beside the output and is
+renamed into place once every image has been converted, so a bad image (or Ctrl-C) leaves no partial output; the
+output is checked before any image is converted (``check_destination``), and an existing file is replaced only
+with ``force``. Tensors stream to disk one by one, so a folder of thousands of images never sits in memory.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import zipfile
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MbxError
+from .outputs import check_output, replacing, temp_path
 from .preprocess import Preprocess
 
 
@@ -58,38 +59,64 @@ def unique_names(images: list[Path], suffix: str | None = None) -> list[str]:
     return out
 
 
-def export_tensors(images: list[Path], pre: Preprocess, out: Path) -> Written:
-    """Convert every image with ``pre`` (its exact decode and pipeline) and write the tensors to ``out``."""
+def check_destination(images: list[Path], out: Path, force: bool = False) -> tuple[str, list[str]]:
+    """Everything about ``out`` that can be checked before any image is converted (``outputs.check_output``):
+    its kind and the names of the images' entries in it. Never over an input image; an existing file (the
+    .npy or .npz, or a .bin in an existing folder) only with ``force``."""
+    out = Path(out)
+    kind = output_kind(out)
+    names = unique_names(images, ".bin" if kind == "bin" else None)
+    # for a folder, force is about the .bin files in it, checked below; an existing file cannot become one
+    check_output(out, inputs=images, force=force or kind == "bin", folder_ok=kind == "bin",
+                 input_name="one of the input images")
+    if kind == "bin" and out.exists() and not out.is_dir():
+        raise MbxError(f"cannot write {out}: it is a file; give a new or existing folder, or a .npy or .npz name.")
+    if kind == "bin" and out.is_dir():
+        inputs = {_real(p) for p in images}
+        for name in names:
+            if _real(out / name) in inputs:
+                raise MbxError(f"will not write over {name}: it is one of the input images.")
+            check_output(out / name, force=force)
+    return kind, names
+
+
+def export_tensors(images: list[Path], pre: Preprocess, out: Path, force: bool = False) -> Written:
+    """Convert every image with ``pre`` (its exact decode and pipeline) and write the tensors to ``out``
+    (``check_destination`` first: ``force`` replaces existing files)."""
     if not images:
         raise MbxError("no images to convert.")
     out = Path(out)
-    kind = output_kind(out)
-    parent = out.parent if not out.is_dir() else out
-    if not parent.is_dir():
-        raise MbxError(f"cannot write {out}: the folder {out.parent} does not exist.")
-    names = unique_names(images, ".bin" if kind == "bin" else None)
-    inputs = {_real(p) for p in images}
-    clash = next((t for t in [out] + [out / n for n in names] * (kind == "bin") if _real(t) in inputs), None)
-    if clash is not None:
-        raise MbxError(f"will not write over {clash.name}: it is one of the input images.")
-    if out.exists() and not out.is_dir() and kind == "bin":
-        raise MbxError(f"cannot write {out}: it is a file; give a new or existing folder, or a .npy or .npz name.")
-    writer = {"npy": _NpyWriter, "npz": _NpzWriter, "bin": _BinWriter}[kind](out, len(images))
-    try:
-        first = None
-        for path, name in zip(images, names):
-            tensor = pre.tensor(path)
-            first = first or (tensor.shape, tensor.dtype)
-            if (tensor.shape, tensor.dtype) != first:  # a preset's tensors all have one shape; guard the .npy
-                raise MbxError(f"{path.name} gives a {tensor.dtype} {tensor.shape} tensor, unlike the others.")
-            writer.add(name, tensor)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
+    kind, names = check_destination(images, out, force)
+    if kind == "bin":
+        writer = _BinWriter(out)
+        try:
+            first = _convert(images, names, pre, writer)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+    else:
+        with replacing(out) as tmp:
+            writer = {"npy": _NpyWriter, "npz": _NpzWriter}[kind](tmp, len(images))
+            try:
+                first = _convert(images, names, pre, writer)
+            finally:
+                writer.close()  # before the rename or removal: Windows cannot rename or delete an open file
     where = {"npy": [f"{out}[{i}]" for i in range(len(images))], "npz": [f"{out}[{n}]" for n in names],
              "bin": [str(out / n) for n in names]}[kind]
     return Written(kind, out, list(zip(images, where)), tuple(first[0]), str(first[1]))
+
+
+def _convert(images: list[Path], names: list[str], pre: Preprocess, writer) -> tuple:
+    """Every image's tensor into ``writer``; the first one's (shape, dtype)."""
+    first = None
+    for path, name in zip(images, names):
+        tensor = pre.tensor(path)
+        first = first or (tensor.shape, tensor.dtype)
+        if (tensor.shape, tensor.dtype) != first:  # a preset's tensors all have one shape; guard the .npy
+            raise MbxError(f"{path.name} gives a {tensor.dtype} {tensor.shape} tensor, unlike the others.")
+        writer.add(name, tensor)
+    return first
 
 
 def _real(p: Path) -> Path:
@@ -101,77 +128,49 @@ def _le(tensor: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tensor, dtype=tensor.dtype.newbyteorder("<"))
 
 
-def _temp_name(folder: Path, out: Path) -> Path:
-    """An unused hidden name in ``folder`` for the output's temporary. Not tempfile's mkstemp/mkdtemp: they
-    create private (0600/0700) files, and the renamed output must get the permissions the umask gives."""
-    return folder / f".{out.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+class _NpyWriter:
+    """One array of N images, streamed into a memory-mapped .npy at ``path`` (the temporary file)."""
 
-
-class _FileWriter:
-    """A temporary file beside the output (same folder: the final rename never crosses file systems)."""
-
-    def __init__(self, out: Path, n: int):
-        self.out, self.n = out, n
-        self.tmp = _temp_name(out.parent, out)
-
-    def commit(self) -> None:
-        os.replace(self.tmp, self.out)
-
-    def abort(self) -> None:
-        self.tmp.unlink(missing_ok=True)
-
-
-class _NpyWriter(_FileWriter):
-    def __init__(self, out: Path, n: int):
-        super().__init__(out, n)
+    def __init__(self, path: Path, n: int):
+        self.path, self.n = path, n
         self.array = None
         self.i = 0
 
     def add(self, name: str, tensor: np.ndarray) -> None:
         if self.array is None:  # the header needs the whole shape: N images of the first one's shape
             shape = (self.n,) + tensor.shape[1:]
-            self.array = np.lib.format.open_memmap(self.tmp, "w+", _le(tensor).dtype, shape)
+            self.array = np.lib.format.open_memmap(self.path, "w+", _le(tensor).dtype, shape)
         self.array[self.i:self.i + 1] = tensor
         self.i += 1
 
-    def commit(self) -> None:
-        self.array.flush()
-        self.array = None  # the map holds the file open; Windows cannot rename it until it is closed
-        super().commit()
-
-    def abort(self) -> None:
-        self.array = None
-        super().abort()
+    def close(self) -> None:
+        if self.array is not None:
+            self.array.flush()
+        self.array = None  # the map holds the file open
 
 
-class _NpzWriter(_FileWriter):
+class _NpzWriter:
     """np.savez's format (a zip of .npy members, uncompressed), written one member at a time."""
 
-    def __init__(self, out: Path, n: int):
-        super().__init__(out, n)
-        self.zip = zipfile.ZipFile(self.tmp, "x", zipfile.ZIP_STORED, allowZip64=True)
+    def __init__(self, path: Path, n: int):
+        self.zip = zipfile.ZipFile(path, "x", zipfile.ZIP_STORED, allowZip64=True)
 
     def add(self, name: str, tensor: np.ndarray) -> None:
         with self.zip.open(name + ".npy", "w", force_zip64=True) as f:
             np.lib.format.write_array(f, _le(tensor), allow_pickle=False)
 
-    def commit(self) -> None:
+    def close(self) -> None:
         self.zip.close()
-        super().commit()
-
-    def abort(self) -> None:
-        self.zip.close()
-        super().abort()
 
 
 class _BinWriter:
     """Raw files in a temporary folder; a new output folder is that folder renamed, an existing one gets the
     files moved into it (each rename atomic; the temporary folder lives inside it, on the same file system)."""
 
-    def __init__(self, out: Path, n: int):
+    def __init__(self, out: Path):
         self.out = out
         self.existing = out.is_dir()
-        self.tmp = _temp_name(out if self.existing else out.parent, out)
+        self.tmp = temp_path(out / out.name if self.existing else out)
         self.tmp.mkdir()
         self.names: list[str] = []
 

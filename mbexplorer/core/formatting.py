@@ -79,3 +79,9 @@ def short_block_name(name: str) -> str:
     """'block 3: expand x6, dw 3x3 s1, residual' -> 'block 3' (tables show the full name as a tooltip)."""
     head, sep, _ = name.partition(":")
     return head if sep else name
+
+
+def plural(n: int, word: str, many: str | None = None, spec: str = "") -> str:
+    """A count and its noun, singular for one: plural(1, "layer") -> '1 layer', plural(3, "layer") -> '3 layers';
+    ``many``: an irregular plural; ``spec``: the count's format (',' for 1,234)."""
+    return f"{n:{spec}} {word if n == 1 else many or word + 's'}"

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import MbxError
+from .formatting import plural
 from .labels import labels_for
 from .model import LoadedModel
 from .preprocess import Preprocess, for_model, load_approximate
@@ -86,6 +88,11 @@ class Classifier:
     def scores(self, tensor: np.ndarray) -> np.ndarray:
         out = self.runtime.run({self.input_name: tensor}, [self.output_name])[self.output_name]
         out = np.asarray(out, dtype=np.float32).reshape(out.shape[0], -1)[0]
+        bad = int(np.count_nonzero(~np.isfinite(out)))
+        if bad:  # a broken model (NaN weights, an overflow): no ranking of NaN is a result, and JSON has no NaN
+            raise MbxError(f"{self.model.name} gave no usable scores: {bad} of its {plural(out.size, 'output')} "
+                           f"{'is' if bad == 1 else 'are'} NaN or infinite (a broken model, or one this input "
+                           "overflows).")
         if not self.probabilities:
             # some exports drop the Softmax node but still output probabilities
             if not (out.min() >= 0 and abs(float(out.sum()) - 1.0) < 1e-3):

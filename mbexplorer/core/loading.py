@@ -21,6 +21,7 @@ from onnx import external_data_helper
 from . import formats
 from .errors import (
     ExternalDataError,
+    InputShapeError,
     ModelLoadError,
     NotAModelError,
     TruncatedModelError,
@@ -45,15 +46,32 @@ def load(path: str | os.PathLike, input_shapes: Mapping[str, Sequence[int]] | No
     except OSError as exc:
         raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}") from exc
     kind = formats.model_kind(path, data[:64])
+    if kind == "onnx":
+        return _load_onnx(path, data, input_shapes)
     if kind == "tflite":
-        return import_tflite(path, data)
-    if kind == "torch":
-        return import_state_dict(path)
-    if kind == "keras":
-        return import_keras(path)
-    if kind != "onnx":
+        model = import_tflite(path, data)
+    elif kind == "torch":
+        model = import_state_dict(path)
+    elif kind == "keras":
+        model = import_keras(path)
+    else:
         raise formats.refusal(path, kind)
-    return _load_onnx(path, data, input_shapes)
+    _check_fixed_shapes(model, input_shapes or {})
+    return model
+
+
+def _check_fixed_shapes(model: LoadedModel, given: Mapping[str, Sequence[int]]) -> None:
+    """An imported model's input sizes are fixed by its file: a shape given for it would be silently dropped,
+    so one that differs is refused (the CLI's --input-shape and the window's Set input shape alike)."""
+    for name, dims in given.items():
+        spec = next((s for s in model.inputs if s.name == name), None)
+        fits = spec is not None and len(spec.shape) == len(dims) and all(
+            not isinstance(have, int) or have == int(want) for have, want in zip(spec.shape, dims))  # "batch" fits any
+        if not fits:
+            fixed = "; ".join(s.describe() for s in model.inputs)
+            raise InputShapeError(f"the input shape {name}={','.join(map(str, dims))} cannot be applied: {model.name} "
+                                  f"is a {model.source_format} model whose input sizes its file fixes ({fixed}); "
+                                  "input shapes apply to ONNX files only.")
 
 
 def _load_onnx(path: Path, data: bytes, input_shapes: Mapping[str, Sequence[int]] | None) -> LoadedModel:
@@ -69,6 +87,7 @@ def _load_onnx(path: Path, data: bytes, input_shapes: Mapping[str, Sequence[int]
         raise TruncatedModelError(
             f"{path.name} parses as ONNX but has no graph: the file is truncated or corrupt. Export it again."
         )
+    _check_text(proto, path)
     _load_external_data(proto, path)
     return from_proto(
         proto,
@@ -79,6 +98,28 @@ def _load_onnx(path: Path, data: bytes, input_shapes: Mapping[str, Sequence[int]
         file_size=len(data),
         input_shapes=input_shapes,
     )
+
+
+def _check_text(proto: onnx.ModelProto, path: Path) -> None:
+    """Names must be UTF-8 text. protobuf hands a string field that is not as ``bytes``, where every later
+    step expects ``str``; in a file it means the bytes are damaged (a length prefix hit, say)."""
+    g = proto.graph
+    texts = [proto.producer_name, proto.producer_version, proto.domain, g.name]
+    texts += [o.domain for o in proto.opset_import]
+    texts += [x for p in proto.metadata_props for x in (p.key, p.value)]
+    texts += [t.name for t in g.initializer]
+    for vi in (*g.input, *g.output, *g.value_info):
+        texts.append(vi.name)
+        texts += [d.dim_param for d in vi.type.tensor_type.shape.dim]
+    for node in g.node:
+        texts += [node.name, node.op_type, node.domain, *node.input, *node.output]
+        texts += [a.name for a in node.attribute]
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TruncatedModelError(
+            f"{path.name} is an ONNX model with a name that is not text ({bad[:40]!r}): the file is corrupt. "
+            "Export or download it again."
+        )
 
 
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:

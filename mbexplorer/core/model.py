@@ -28,6 +28,7 @@ from .errors import (
     UnknownOperatorError,
     UnsupportedOpsetError,
 )
+from .formatting import plural
 
 # onnxruntime runs ONNX opsets 7 and newer; older files need the ONNX version converter first.
 MIN_OPSET = 7
@@ -65,6 +66,9 @@ class LoadedModel:
     preprocessing: object | None = None  # filled by importers / the preprocessing module
     labels: list[str] | None = None
     float_twin: LoadedModel | None = None  # quantized sources: the same graph with float weights
+    # what the source file itself says, when it is not ONNX (importers fill it): {"format", "inputs",
+    # "outputs" (each: name, dtype, shape, layout, quantization {scale, zero_point} or None), "operators"}
+    source: dict | None = None
 
     @property
     def graph(self) -> onnx.GraphProto:
@@ -91,7 +95,15 @@ def from_proto(
     _name_nodes(proto)
     _check_dangling(proto, name)
     _fix_input_shapes(proto, name, input_shapes or {})
-    shapes, dtypes = _infer_shapes(proto, name)
+    try:
+        shapes, dtypes = _infer_shapes(proto, name)
+    except ModelLoadError as exc:
+        if not input_shapes or type(exc) is not ModelLoadError:  # a typed refusal is the file's, not the shape's
+            raise
+        # shape inference failed only once a shape was given: the given shape is what the graph cannot take
+        raise InputShapeError(f"the input shape given does not fit {name}: {exc}") from exc
+    if input_shapes:
+        _check_given_shapes(proto, name, input_shapes, shapes)
     inits = {t.name for t in proto.graph.initializer}
     inputs = [_spec(vi) for vi in proto.graph.input if vi.name not in inits]
     outputs = [_spec(vi) for vi in proto.graph.output]
@@ -216,8 +228,19 @@ def _runtime_ops() -> frozenset[tuple[str, str]]:
 
 
 def _check_operators(proto: onnx.ModelProto, name: str) -> None:
+    """Every node is well formed (an op type, an output, typed attributes: onnxruntime refuses the graph
+    otherwise, and a damaged file gets this far) and its operator is one onnxruntime knows."""
     local = {(f.domain, f.name) for f in proto.functions}
-    for node in proto.graph.node:
+    fix = "the file is corrupt or was edited by hand; export it again."
+    for i, node in enumerate(proto.graph.node):
+        which = f"node '{node.name or node.output[0]}'" if node.name or node.output else f"node {i}"
+        if not node.op_type:
+            raise InvalidGraphError(f"{name}: {which} has no operator type: {fix}")
+        if not node.output:
+            raise InvalidGraphError(f"{name}: {which} ({node.op_type}) has no output: {fix}")
+        for a in node.attribute:
+            if a.type == onnx.AttributeProto.UNDEFINED:  # its value cannot be read (it reads as None)
+                raise InvalidGraphError(f"{name}: attribute '{a.name}' of {which} ({node.op_type}) has no type: {fix}")
         domain = node.domain or ""
         if domain in ("", "ai.onnx", "ai.onnx.ml"):
             if onnx.defs.has(node.op_type, domain):
@@ -226,7 +249,7 @@ def _check_operators(proto: onnx.ModelProto, name: str) -> None:
             continue
         where = f" (domain '{domain}')" if domain else ""
         raise UnknownOperatorError(
-            f"{name}: operator '{node.op_type}'{where} in node '{node.name or node.output[0]}' is unknown to "
+            f"{name}: operator '{node.op_type}'{where} in {which} is unknown to "
             "ONNX and onnxruntime, so the model can neither run nor be analysed. Re-export it with standard ONNX ops."
         )
 
@@ -254,7 +277,7 @@ def _fix_input_shapes(proto: onnx.ModelProto, name: str, given: Mapping[str, Seq
             dims = vi.type.tensor_type.shape.dim
             if len(dims) and len(dims) != len(shape):
                 raise InputShapeError(
-                    f"input '{vi.name}' of {name} has {len(dims)} dimensions, the given shape has {len(shape)}."
+                    f"input '{vi.name}' of {name} has {plural(len(dims), 'dimension')}, the given shape {len(shape)}."
                 )
             del dims[:]
             for d in shape:
@@ -279,6 +302,47 @@ def _fix_input_shapes(proto: onnx.ModelProto, name: str, given: Mapping[str, Seq
             )
 
 
+def _check_given_shapes(proto: onnx.ModelProto, name: str, given: Mapping[str, Sequence[int]],
+                        shapes: Mapping[str, tuple]) -> None:
+    """A shape given for an input must suit the layers it reaches. ONNX shape inference does not compare a
+    convolution's (or Gemm's) input channels with its weights, so 4 channels into a 3-channel stem would pass
+    here, give wrong costs, and fail only when run."""
+    producer = {t: n for n in proto.graph.node for t in n.output}
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2:
+            continue
+        x, w = shapes.get(node.input[0]), shapes.get(node.input[1])
+        if not x or not w or len(x) < 2 or len(w) < 2:
+            continue
+        attrs = {a.name: a.i for a in node.attribute}
+        if node.op_type == "Conv":
+            got, want, what = x[1], w[1] * attrs.get("group", 1), "input channel"
+        else:
+            got, want, what = x[0 if attrs.get("transA") else 1], w[1 if attrs.get("transB") else 0], "input feature"
+        if got == want:
+            continue
+        inp = _given_input_of(node.input[0], producer, given) or next(iter(given))
+        dims = "x".join(str(d) for d in given[inp])
+        hint = (f"keep its {plural(want, 'channel')}: the batch and the picture size may change"
+                if node.op_type == "Conv" else "it needs another input size")
+        raise InputShapeError(f"input '{inp}' of {name} cannot be {dims}: that gives {node.op_type} '{node.name}' "
+                              f"{plural(got, what)} where its weights take {want}; {hint}.")
+
+
+def _given_input_of(tensor: str, producer: Mapping[str, onnx.NodeProto], given: Mapping) -> str | None:
+    """The given graph input that ``tensor`` is computed from (the first found walking back), or None."""
+    seen, todo = set(), [tensor]
+    while todo:
+        t = todo.pop()
+        if t in given:
+            return t
+        node = producer.get(t)
+        if node is not None:
+            todo.extend(i for i in node.input if i and i not in seen)
+            seen.update(node.input)
+    return None
+
+
 def _infer_shapes(proto: onnx.ModelProto, name: str) -> tuple[dict, dict]:
     """Shapes of every tensor at batch 1 (symbolic leading dims set to 1 in a copy) and their dtypes."""
     probe = onnx.ModelProto()
@@ -297,24 +361,34 @@ def _infer_shapes(proto: onnx.ModelProto, name: str) -> tuple[dict, dict]:
         ) from exc
     shapes: dict[str, tuple[int, ...]] = {}
     dtypes: dict[str, str] = {}
+
+    def dtype(elem: int, tensor: str) -> str:
+        if elem not in _ELEM_TYPES:  # the field holds any int; shape inference lets unused ones through
+            raise InvalidGraphError(f"{name}: tensor '{tensor}' has element type {elem}, which ONNX does not "
+                                    "define: the file is corrupt or was edited by hand; export it again.")
+        return _np_dtype(elem)
+
     g = inferred.graph
     for vi in list(g.input) + list(g.value_info) + list(g.output):
         elem = vi.type.tensor_type.elem_type
         if elem:
-            dtypes[vi.name] = _np_dtype(elem)
+            dtypes[vi.name] = dtype(elem, vi.name)
         dims = _dims(vi)
         if vi.type.tensor_type.HasField("shape") and all(isinstance(d, int) and d >= 0 for d in dims):
             shapes[vi.name] = tuple(dims)
     for t in g.initializer:
         shapes[t.name] = tuple(t.dims)
-        dtypes[t.name] = _np_dtype(t.data_type)
+        dtypes[t.name] = dtype(t.data_type, t.name)
     for node in g.node:  # Constant nodes are initializers by another name
         if node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
                     shapes[node.output[0]] = tuple(a.t.dims)
-                    dtypes[node.output[0]] = _np_dtype(a.t.data_type)
+                    dtypes[node.output[0]] = dtype(a.t.data_type, node.output[0])
     return shapes, dtypes
+
+
+_ELEM_TYPES = frozenset(onnx.TensorProto.DataType.values())
 
 
 @cache  # a handful of element types, asked once per tensor: 27k times for a 10k-node graph

@@ -8,13 +8,13 @@ producer name. The builder and the importers subclass it and keep their own laye
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
+
+from .outputs import write_atomically
 
 OPSET = 17  # of the default domain; model-local function domains are version 1
 IR_VERSION = 8  # fixed rather than onnx's newest, so that older onnxruntime releases still open the files
@@ -79,23 +79,8 @@ def _value_info(name: str, dtype, shape: Sequence[int | str]) -> onnx.ValueInfoP
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
-    """Write ``model`` to ``path`` whole or not at all: into a new file beside it, renamed over ``path`` only
-    once written and synced, so a failed or interrupted save never leaves a partial (or emptied) model.
-    Raises OSError on a write error."""
-    path = Path(path)
+    """Write ``model`` to ``path`` whole or not at all (``outputs.write_atomically``: a new file beside it,
+    renamed over ``path`` once written and synced), so a failed or interrupted save never leaves a partial (or
+    emptied) model. Raises OSError on a write error."""
     data = model.SerializeToString()  # before touching the disk: a model that cannot serialize writes nothing
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # hidden, same folder: rename is atomic
-    # 0o666 less the umask, as a file open() creates, where tempfile.mkstemp would make it private (0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, data)

@@ -36,6 +36,9 @@ class Overlay:
     source: str = "costs"  # who made it: "costs", "compare", "profile:<plugin>", ...
     description: str = ""
     higher_is_better: bool = False  # SQNR: the lowest block is the one to look at, so it is drawn darkest
+    # the block total this overlay is a share of ("macs", "params", "activation_bytes"): a block card shows that
+    # figure, so the number on the box is the one its colour stands for
+    stat: str | None = None
     # filled by bind(): the value of each node (a tensor's goes to its producer) and of each block
     node_values: dict[str, float] = field(default_factory=dict)
     block_values: dict[int, float] = field(default_factory=dict)
@@ -117,25 +120,27 @@ def format_value(value: float | None, unit: str) -> str:
 
 
 # the cost overlays -------------------------------------------------------------------------------------
-def _share(report: CostReport, per_node: dict[str, float], name: str, description: str) -> Overlay:
+def _share(report: CostReport, per_node: dict[str, float], name: str, description: str, stat: str) -> Overlay:
     total = sum(per_node.values()) or 1.0
     values = {k: 100.0 * v / total for k, v in per_node.items() if v}
-    return Overlay(name, "%", values, description=description).bind(report.blocks)
+    return Overlay(name, "%", values, description=description, stat=stat).bind(report.blocks)
 
 
 def mac_share(report: CostReport) -> Overlay:
     per = {n.name: float(n.macs or 0) for n in report.nodes}
-    return _share(report, per, "MACs share", "share of the model's conv + FC multiply-accumulates")
+    return _share(report, per, "MACs share", "share of the model's conv + FC multiply-accumulates", "macs")
 
 
 def params_share(report: CostReport, convention: str = "paper") -> Overlay:
     per = {n.name: float(report.params(n, convention)) for n in report.nodes}
-    return _share(report, per, "params share", f"share of the model's parameters ({convention} convention)")
+    return _share(report, per, "params share", f"share of the model's parameters ({convention} convention)",
+                  "params")
 
 
 def activation_share(report: CostReport) -> Overlay:
     per = {n.name: float(n.activation_bytes) for n in report.nodes}
-    return _share(report, per, "activation memory share", "share of the bytes written by all ops")
+    return _share(report, per, "activation memory share", "share of the bytes written by all ops",
+                  "activation_bytes")
 
 
 # the registry ------------------------------------------------------------------------------------------

@@ -353,7 +353,50 @@ def customise(p: Preprocess, **options) -> Preprocess:
     unknown = set(options) - (set(Preprocess.__dataclass_fields__) - {"name"})
     if unknown:
         raise MbxError(f"unknown preprocessing option(s): {', '.join(sorted(unknown))}.")
+    _check_values(options)
     return replace(p, name="custom", **options)
+
+
+def _check_values(options: dict) -> None:
+    """The numbers a custom preset is given, checked once here for the command line and the window alike: a
+    NaN, an infinity or a zero std would turn every tensor value (and so every score) into NaN or infinity."""
+    if "scale" in options and not (_finite(options["scale"]) and options["scale"] > 0):
+        raise MbxError(f"the scale must be a finite number above 0, not {options['scale']}.")
+    for key, positive in (("mean", False), ("std", True)):
+        if key not in options:
+            continue
+        values = tuple(options[key])
+        if len(values) != 3 or not all(_finite(v) and (v > 0 or not positive) for v in values):
+            need = "three finite numbers above 0" if positive else "three finite numbers"
+            raise MbxError(f"the {key} must be {need} (one per channel), not {', '.join(map(str, values))}.")
+    if "crop_ratio" in options and not (_finite(options["crop_ratio"]) and 0 < options["crop_ratio"] <= 1):
+        raise MbxError(f"the crop must be a fraction above 0 and at most 1 (0.875 keeps 87.5%), "
+                       f"not {options['crop_ratio']}.")
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+_OPTION_NAMES = {"scale": "scale", "mean": "mean", "std": "std", "crop_ratio": "crop"}
+
+
+def option_warnings(p: Preprocess, options: dict) -> list[str]:
+    """Options that were given but change nothing in ``p``, the preprocessing they went into: each a sentence
+    for the user (the command line prints them as warnings). Quiet options would look applied when they are not."""
+    out = []
+    values = [_OPTION_NAMES[k] for k in ("scale", "mean", "std") if k in options]
+    if values and p.dtype in ("uint8", "int8"):
+        out.append(f"{_and(values)} {'is' if len(values) == 1 else 'are'} not used: the input takes raw {p.dtype} "
+                   "pixels, with no scaling or normalisation.")
+    if "crop_ratio" in options and p.resize == "whole":
+        out.append("crop is not used: the whole picture is resized, with no crop (the shorter-side and central "
+                   "resizes crop).")
+    return out
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def draft_size(pre: Preprocess) -> tuple[int, int] | None:

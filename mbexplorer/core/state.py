@@ -8,7 +8,7 @@ after a change and cached until the next one, so five panels reading them cost o
 
 Events: ``analysis`` (a model was opened: everything changed), ``convention``, ``overlay`` (another overlay is
 shown, or the shown one was recomputed), ``overlays`` (the list of available overlays changed) and
-``comparison``.
+``comparison``, ``show_qdq`` (Quantize/Dequantize ops shown in the table and the graph, or folded away).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 from .overlays import DEFAULT_OVERLAY, REGISTRY, Overlay, OverlayRegistry
 
-EVENTS = ("analysis", "convention", "overlay", "overlays", "comparison")
+EVENTS = ("analysis", "convention", "overlay", "overlays", "comparison", "show_qdq")
 
 
 class Event:
@@ -54,6 +54,7 @@ class State:
         self._convention = DEFAULT_CONVENTION
         self._overlay_name = DEFAULT_OVERLAY
         self._comparison = None
+        self._show_qdq = False  # display only: totals count Q/DQ ops either way
         self._derived: dict[str, Any] = {}
         self._overlay_cache: dict[str, Overlay | None] = {}
 
@@ -121,6 +122,18 @@ class State:
             return
         self._comparison = model
         self.events.comparison.emit(model)
+
+    @property
+    def show_qdq(self) -> bool:
+        """Whether Quantize/Dequantize ops get rows in the table and boxes in expanded blocks."""
+        return self._show_qdq
+
+    @show_qdq.setter
+    def show_qdq(self, on: bool) -> None:
+        if bool(on) == self._show_qdq:
+            return
+        self._show_qdq = bool(on)
+        self.events.show_qdq.emit(self._show_qdq)
 
     # overlays --------------------------------------------------------------------------------------
     def available_overlays(self) -> list[str]:

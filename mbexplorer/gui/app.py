@@ -3,11 +3,14 @@ screenshot mode renders the window to a PNG once the model is on screen, then ex
 
 from __future__ import annotations
 
+import ctypes
+import os
+import subprocess
 import sys
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QTimer, qInstallMessageHandler
+from PySide6.QtCore import QEventLoop, QLibraryInfo, QTimer, qInstallMessageHandler
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QStyleFactory
 
@@ -39,6 +42,64 @@ def make_app(argv: list[str] | None = None) -> QApplication:
     return app
 
 
+NO_WINDOW_ALTERNATIVES = (
+    "without a window: `mbexplorer gui MODEL --screenshot out.png` renders it offscreen, QT_QPA_PLATFORM=offscreen "
+    "runs it invisibly, `xvfb-run mbexplorer ...` gives it a virtual display, and `mbexplorer summary|predict|"
+    "preprocess` need no display")
+
+
+def display_problem() -> str | None:
+    """Why Qt could not open a window here (Linux), or None. When its platform plugin cannot start, Qt aborts the
+    process from C++ (a core dump, and a message about reinstalling the application), which Python cannot catch,
+    so look before the QApplication is created: a display to use, the xcb plugin's system libraries, the X server."""
+    if not sys.platform.startswith("linux"):
+        return None
+    names = [n.split(":")[0] for n in os.environ.get("QT_QPA_PLATFORM", "").split(";") if n]
+    if any(n != "xcb" and not n.startswith("wayland") for n in names):
+        return None  # offscreen, vnc, eglfs...: chosen on purpose, and Qt reports its own problems
+    x11 = os.environ.get("DISPLAY") if not names or "xcb" in names else None
+    wayland = os.environ.get("WAYLAND_DISPLAY") if not names or any(n.startswith("wayland") for n in names) else None
+    if not x11 and not wayland:
+        return "there is no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    if wayland:
+        return None  # Wayland's plugin may work where xcb would not
+    missing = _missing_xcb_libraries()
+    if missing:
+        return (f"the window cannot open: Qt's xcb platform needs system libraries that are missing "
+                f"({', '.join(missing)}); `bash installer/system-deps.sh` in mbexplorer's repository installs them")
+    if not _x_server_answers():
+        return (f"cannot connect to the X display {x11!r} (no X server there, or this user may not use it; over "
+                "ssh, connect with `ssh -X`)")
+    return None
+
+
+def _missing_xcb_libraries() -> list[str]:
+    """The libraries ``ldd`` reports "not found" for Qt's xcb plugin (its dependencies' included)."""
+    plugin = Path(QLibraryInfo.path(QLibraryInfo.LibraryPath.PluginsPath)) / "platforms" / "libqxcb.so"
+    try:
+        out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []  # no ldd: let Qt try
+    return sorted({line.split()[0] for line in out.splitlines() if "=> not found" in line})
+
+
+def _x_server_answers() -> bool:
+    """Connect to DISPLAY as Qt's xcb plugin will (libxcb: the same address and authorization)."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return True  # reported as missing above, or not this system's way: let Qt try
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
+    xcb.xcb_connection_has_error.argtypes = (ctypes.c_void_p,)
+    xcb.xcb_disconnect.argtypes = (ctypes.c_void_p,)
+    conn = xcb.xcb_connect(None, None)  # never NULL: a failed connection reports its error
+    try:
+        return xcb.xcb_connection_has_error(conn) == 0
+    finally:
+        xcb.xcb_disconnect(conn)
+
+
 def _quiet_offscreen(mode, context, message: str) -> None:
     """The offscreen platform warns that it cannot resize windows to hints; the CLI's screenshot output
     should not carry that noise. Everything else still reaches stderr."""
@@ -54,8 +115,16 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
 
     With ``screenshot``: wait for the model to be shown and painted (and the images classified), save
     ``window.grab()`` there and return 0; if loading fails, print the message on stderr and return 1. Works
-    with QT_QPA_PLATFORM=offscreen.
+    with QT_QPA_PLATFORM=offscreen, and uses it by itself when there is no display to open a window on.
+    Without ``screenshot`` and with no usable display: print why and what to do instead, and return 1.
     """
+    if QApplication.instance() is None:  # the platform is fixed once the QApplication exists
+        problem = display_problem()
+        if problem and screenshot is not None:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"  # a screenshot needs no display
+        elif problem:
+            print(f"mbexplorer: error: {problem}; {NO_WINDOW_ALTERNATIVES}", file=sys.stderr)
+            return 1
     app = make_app(argv)
     quiet = screenshot is not None and app.platformName() == "offscreen"
     previous_handler = qInstallMessageHandler(_quiet_offscreen) if quiet else None
@@ -92,11 +161,29 @@ def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish,
     """Save ``window.grab()`` to ``out`` once the model is shown and painted (and the images classified), then
     ``finish(0)``; ``finish(1)`` when loading fails or the file cannot be written, ``finish(2)`` on time-out."""
 
+    from PySide6.QtCore import QBuffer, QByteArray, QIODevice
+
+    from ..core.outputs import write_atomically
+
     def grab() -> None:
         app.processEvents()
         pixmap = window.grab()
-        if pixmap.isNull() or not pixmap.save(str(out), "PNG"):
-            print(f"mbexplorer: error: cannot write the screenshot to {out}", file=sys.stderr)
+        # encoded in memory, in the format the suffix names, then written whole or not at all: a failure leaves
+        # an existing file as it was and no partial image
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        fmt = out.suffix[1:].upper() or "PNG"
+        if pixmap.isNull() or not pixmap.save(buffer, fmt):
+            print(f"mbexplorer: error: cannot write the screenshot to {out}: cannot encode it as {fmt}",
+                  file=sys.stderr)
+            finish(1)
+            return
+        buffer.close()
+        try:
+            write_atomically(out, bytes(data))
+        except OSError as exc:
+            print(f"mbexplorer: error: cannot write the screenshot to {out}: {exc.strerror or exc}", file=sys.stderr)
             finish(1)
             return
         finish(0)

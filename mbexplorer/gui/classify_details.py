@@ -13,7 +13,9 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from mbexplorer.core.classify import SlotResult, result_topk
+from mbexplorer.core.formatting import plural
 from mbexplorer.core.labels import fits
+from mbexplorer.core.overview import ranking
 
 from .topk_view import AGREE, DIFFER, SlotView, badge_icon
 
@@ -42,6 +44,7 @@ class Shown:
     stale: bool = False  # computed with the previous preset; the new one is on its way
     note: str = ""  # when there is no result: why
     error: bool = False
+    warning: str = ""  # about the model itself, shown whatever the column shows (random weights)
 
 
 @dataclass
@@ -87,6 +90,8 @@ class DetailsView(QWidget):
         self.views["A"].show_note("", "Select an image to see its top-k.")
         self.views["B"].setVisible(compare)
         self.views["B"].show_note("", "")
+        for view in self.views.values():
+            view.set_warning("")
 
     def show_entry(self, entry, shown: dict[str, Shown], mark: str | None, k: int, labels: Labels) -> None:
         """``shown``: slot name -> what to show (B absent: no compare); ``mark``: 'agree' / 'differ' / None."""
@@ -103,6 +108,7 @@ class DetailsView(QWidget):
         self.views["B"].setVisible("B" in shown)
         for slot, s in shown.items():
             view = self.views[slot]
+            view.set_warning(s.warning)
             r = s.result
             if r is None or r.prediction is None:
                 view.show_note(s.title, s.note or (r.error if r else "") or "No result.", s.error or bool(r))
@@ -112,7 +118,8 @@ class DetailsView(QWidget):
             timing = (f"latency {p.latency_ms:.1f} ms (model run)  ·  "
                       f"preprocess {p.timings_ms['preprocess']:.1f} ms{decode}")
             view.show_result(r.model_name, r.preprocess, timing, labels_text(r, labels),
-                             result_topk(r, k, labels.names), s.stale, color, r.reference, r.tensor)
+                             ranking(p.scores, result_topk(r, k, labels.names)), s.stale, color, r.reference,
+                             r.tensor)
         self.banner.setVisible(color is not None)
         if color is not None:
             a, b = (result_topk(shown[s].result, 1, labels.names)[0] for s in ("A", "B"))
@@ -131,8 +138,9 @@ def labels_text(r: SlotResult, labels: Labels) -> str:
     source = ("the model's own" if r.embedded and fits(n, r.embedded) else
               "ImageNet" if n in (1000, 1001) else "class numbers")
     if labels.names:
-        return f"labels: {source} ({labels.file} has {len(labels.names)} names for {n} outputs: not used)"
-    return f"labels: {source}, {n} outputs"
+        return (f"labels: {source} ({labels.file} has {plural(len(labels.names), 'name')} for "
+                f"{plural(n, 'output')}: not used)")
+    return f"labels: {source}, {plural(n, 'output')}"
 
 
 def _first(label: str) -> str:

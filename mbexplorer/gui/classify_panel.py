@@ -8,6 +8,8 @@ One run at a time (the "classify" lane of the window's task registry): a new req
 (its results that still match are kept). Classifiers are cached across runs here, on the UI thread: a run
 reads a snapshot and sends back each classifier it builds (``ClassifierReady``).
 Stale results of the same model stay on screen, greyed, until the new ones arrive, so nothing jumps.
+The Table view lists every image's top-1 (and the compared model's) instead of the strip and details, kept in
+step with the results as they stream in; Export CSV… writes it as shown.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
-    QListWidgetItem,
     QPushButton,
     QScrollArea,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -48,12 +50,15 @@ from mbexplorer.core.decoding import image_files
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.labels import label_at, read_label_file
+from mbexplorer.core.overview import RANDOM_WEIGHTS, Row, csv_text, image_row, random_weights, write_text
 from mbexplorer.core.preprocess import Preprocess, for_model
 from mbexplorer.core.presets_info import AUTO, PRESETS, REFERENCES
 from mbexplorer.core.state import State
 
 from .builder_dialog import FAMILY_TITLES, BuilderDialog
 from .classify_details import DetailsView, Entry, Labels, Shown
+from .classify_overview import OverviewTable
+from .flow_layout import FlowLayout, tool_group
 from .job_status import JobStatus
 from .preprocess_dialog import PreprocessDialog
 from .tasks import Tasks
@@ -117,7 +122,6 @@ class ClassifyPanel(QWidget):
     def _build(self) -> None:
         lay = QVBoxLayout(self)
         lay.setContentsMargins(8, 8, 8, 8)
-        bar = QHBoxLayout()
         self.add_button = QPushButton("Add images…")
         self.add_button.clicked.connect(self.add_dialog)
         self.folder_button = QPushButton("Add folder…")
@@ -136,7 +140,7 @@ class ClassifyPanel(QWidget):
         self.preset.currentIndexChanged.connect(self._on_preset)
         self.preset.activated.connect(lambda i: self.preset.itemData(i) == "custom" and self.edit_custom())
         # Off by default: the exact pipeline is what the model's own tools feed it; fast is an approximation.
-        self.fast = QCheckBox("Fast (approx.)")  # short: the toolbar must fit a 1280 px screen
+        self.fast = QCheckBox("Fast (approx.)")
         self.fast.setChecked(False)
         self.fast.setToolTip(FAST_TIP)
         self.fast.toggled.connect(lambda _: self.run())
@@ -153,16 +157,32 @@ class ClassifyPanel(QWidget):
         self.compare_button.setToolTip(COMPARE_TIP)
         self.act_stop_compare = self.compare_button.menu().actions()[-1]
         self.act_stop_compare.setEnabled(False)
-        for w in (self.add_button, self.folder_button, self.clear_button, QLabel("Preset:"), self.preset,
-                  self.fast, QLabel("Top-k:"), self.k, self.labels_button, self.compare_button):
-            bar.addWidget(w)
-        bar.insertSpacing(3, 12)
-        bar.addStretch(1)
+        # Strip (thumbnails and the selected image's details) or Table (every image's top-1, sortable)
+        self.strip_button, self.table_button = (QToolButton(text=t, checkable=True, autoExclusive=True)
+                                                for t in ("Strip", "Table"))
+        self.strip_button.setChecked(True)
+        self.strip_button.setToolTip("Thumbnails, and the selected image's top-k per model")
+        self.table_button.setToolTip("Every image's top-1 and score (and the compared model's), sortable")
+        self.table_button.toggled.connect(self.show_table)
+        self.export_button = QPushButton("Export CSV…")
+        self.export_button.setToolTip("Write every image's top-1 (and the compared model's) to a CSV file")
+        self.export_button.clicked.connect(self.export_csv_dialog)
+        # A flow of groups: one row on a wide window, two on a 1280 px screen (the window never grows for it).
+        bar = FlowLayout()
+        for group in ((self.add_button, self.folder_button, self.clear_button), (QLabel("Preset:"), self.preset,
+                      self.fast), (QLabel("Top-k:"), self.k, self.labels_button), (self.compare_button,),
+                      (self.strip_button, self.table_button, self.export_button)):
+            bar.addWidget(tool_group(*group))
         lay.addLayout(bar)
 
         self.strip = ThumbStrip()
-        self.strip.currentRowChanged.connect(lambda _: self._refresh_details())
+        self.strip.currentRowChanged.connect(self._on_current)
         lay.addWidget(self.strip)
+        self.overview = OverviewTable()
+        self.overview.imageChosen.connect(self.select)
+        self.overview.imageOpened.connect(lambda i: (self.select(i), self.show_table(False)))
+        self.overview.setVisible(False)
+        lay.addWidget(self.overview, 1)
         self.agreement = QLabel()
         self.agreement.setTextFormat(Qt.PlainText)
         self.hint = QLabel()
@@ -179,7 +199,24 @@ class ClassifyPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.NoFrame)
         lay.addWidget(scroll, 1)
+        self.details_scroll = scroll
         self._refresh_all()
+
+    def show_table(self, table: bool) -> None:
+        """The table view (True) or the strip and details (False)."""
+        self.table_button.setChecked(table)
+        self.strip_button.setChecked(not table)
+        self.overview.setVisible(table)
+        self.strip.setVisible(not table)
+        self.details_scroll.setVisible(not table)
+        if table:
+            self.overview.select_image(self.strip.currentRow())
+        elif self.strip.currentItem() is not None:
+            self.strip.scrollToItem(self.strip.currentItem())
+
+    def _on_current(self, row: int) -> None:
+        self.overview.select_image(row)
+        self._refresh_details()
 
     # inputs --------------------------------------------------------------------------------------
     def set_model(self, model) -> None:
@@ -202,9 +239,7 @@ class ClassifyPanel(QWidget):
         for p in image_files(paths):
             p = Path(p).resolve()
             if p not in self.by_path:
-                item = QListWidgetItem(p.name)
-                self.strip.addItem(item)
-                self.by_path[p] = Entry(p, item)
+                self.by_path[p] = Entry(p, self.strip.add(p.name))
                 self.entries.append(self.by_path[p])
                 added += 1
         if added and self.strip.currentRow() < 0:
@@ -272,7 +307,7 @@ class ClassifyPanel(QWidget):
                 return
         self.labels_button.setText(elide(f"Labels: {self.labels_path.name}") if self.labels_path else "Labels")
         self.labels_button.setToolTip(str(self.labels_path) if self.labels_path else LABELS_TIP)
-        self._refresh_details()
+        self._refresh_all()  # names only: the strip's tips, the table and the details
 
     def compare_with_path(self, path) -> None:
         path = Path(path)
@@ -312,6 +347,12 @@ class ClassifyPanel(QWidget):
         path = QFileDialog.getExistingDirectory(self, "Add a folder of images")
         if path:
             self.add_paths([path])
+
+    def export_csv_dialog(self) -> None:
+        name = f"{self.model.name if self.model else 'images'}_top1.csv"
+        path, _ = QFileDialog.getSaveFileName(self, "Export the overview as CSV", name, "CSV files (*.csv)")
+        if path:
+            self.export_csv(path)
 
     def labels_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load labels", "", "Label files (*.txt);;All files (*)")
@@ -426,6 +467,7 @@ class ClassifyPanel(QWidget):
                 if name in ("A", "B") and result.key == self.key(name):
                     entry.results[name] = result
             self._update_item(entry)
+            self.overview.rows.set_row(self.overview_row(entry))
             self._update_agreement()
             if entry is self.current():
                 self._refresh_details()
@@ -447,6 +489,26 @@ class ClassifyPanel(QWidget):
             else:
                 self.errorRaised.emit("Cannot classify", ev.message)
                 self._refresh_details()
+
+    # the overview --------------------------------------------------------------------------------
+    def overview_row(self, entry: Entry) -> Row:
+        """The table's row of an image: the results on screen (not stale ones), as the strip's marks use."""
+        results = {}
+        for slot in ("A", "B"):
+            r, stale = self.result(entry, slot)
+            results[slot] = None if stale else r
+        return image_row(entry.path, results["A"], results["B"], self.compare is not None, self.user_labels,
+                         entry.error, "classifying…" if self.job else "not classified yet")
+
+    def export_csv(self, path) -> bool:
+        """Write the table (in the order shown) as CSV; all or nothing. False: it could not be written (said)."""
+        try:
+            write_text(path, csv_text(self.overview.shown_rows(), self.compare is not None))
+        except OSError as exc:
+            self.errorRaised.emit("Cannot export", f"Cannot write {path}: {exc.strerror or exc}")
+            return False
+        self.statusMessage.emit(f"Wrote {path}", 5000)
+        return True
 
     # showing -------------------------------------------------------------------------------------
     def current(self) -> Entry | None:
@@ -521,6 +583,8 @@ class ClassifyPanel(QWidget):
     def _refresh_all(self) -> None:
         for e in self.entries:
             self._update_item(e)
+        self.overview.rows.set_rows([self.overview_row(e) for e in self.entries], self.compare is not None)
+        self.export_button.setEnabled(bool(self.entries))
         self._update_agreement()
         if not self.entries:
             hint = "Drop images or a folder on the window, or use Add images…"
@@ -549,12 +613,13 @@ class ClassifyPanel(QWidget):
             return Shown("No model", note="Open a model to classify the images.")
         model = self.model if slot == "A" else self.compare["model"]
         title = model.name if model is not None else self.compare["title"]
+        warning = RANDOM_WEIGHTS if model is not None and random_weights(model) else ""
         if self.key(slot) in self.failed:
-            return Shown(title, note=self.failed[self.key(slot)], error=True)
+            return Shown(title, note=self.failed[self.key(slot)], error=True, warning=warning)
         if entry.error:
-            return Shown(title, note="Not classified: the image could not be read.", error=True)
+            return Shown(title, note="Not classified: the image could not be read.", error=True, warning=warning)
         r, stale = self.result(entry, slot)
         if r is None:
-            return Shown(title, note="Classifying…" if self.job else "Not classified yet.")
-        return Shown(title, r, stale)
+            return Shown(title, note="Classifying…" if self.job else "Not classified yet.", warning=warning)
+        return Shown(title, r, stale, warning=warning)
 

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QStyleOptionGraphicsItem,
 )
 
-from mbexplorer.core.formatting import kind_title, si
+from mbexplorer.core.formatting import kind_title, plural, si, size_bytes
 from mbexplorer.core.overlays import format_value
 
 from . import colors
@@ -45,6 +45,7 @@ OP_W = BOX_W - 84.0  # leave a lane on the right for arcs between non-adjacent o
 EXPANDER = 22.0
 ARC_LANE = 46.0  # how far residual arcs run right of the boxes
 TEXT_LOD = 0.35  # below this zoom, skip text
+CARD_LABELS = {"macs": "MACs", "params": "params", "flops": "FLOPs"}
 
 
 @lru_cache(maxsize=1)  # fonts are built once: paint() runs for every visible item on every repaint
@@ -71,16 +72,20 @@ def _narrow_title():
 
 
 class BlockItem(QGraphicsItem):
-    """One block: a rounded box with name, kind and MACs, filled by the overlay; expandable to its ops."""
+    """One block: a rounded box with name, kind and the figure the overlay colours it by (MACs, params,
+    activation bytes), filled by the overlay; expandable to its ops."""
 
     TYPE = QGraphicsItem.UserType + 1
 
-    def __init__(self, block, stats: dict, n_ops: int):
+    def __init__(self, block, stats: dict, n_ops: int, folded: int = 0):
         super().__init__()
         self.block = block
         self.index = block.index
         self.stats = stats
-        self.n_ops = n_ops
+        self.n_ops = n_ops  # ops shown when expanded
+        self.folded = folded  # Quantize/Dequantize ops folded away
+        self.metric: str | None = "macs"  # the block total the card shows (the overlay's ``stat``)
+        self.metric_title = ""  # an overlay that is no block total (SQNR, latency): its name instead
         self.expanded = False
         self.height = BOX_H
         self.fill = QColor("#ffffff")
@@ -108,9 +113,28 @@ class BlockItem(QGraphicsItem):
         if info.get("channels_in") and info.get("channels_out"):
             chans = f"  ·  {info['channels_in']} → {info['channels_out']} ch"
         self._kind = QFontMetricsF(small).elidedText(kind_title(b.kind) + chans, Qt.ElideRight, BOX_W - 90)
-        self._ops = f"{self.n_ops} op" + ("" if self.n_ops == 1 else "s")
-        self._macs = f"MACs {si(self.stats.get('macs', 0))}"
+        self._ops = plural(self.n_ops, "op") + (f" +{self.folded} Q/DQ" if self.folded else "")
+        self.card_text = self._card_text()
         self.setToolTip(self._tooltip())
+
+    def _card_text(self) -> str:
+        """The block's own figure of what colours it: params when the overlay is params share, and so on."""
+        if self.metric is None:
+            return self.metric_title
+        v = self.stats.get(self.metric, 0)
+        if self.metric == "activation_bytes":
+            return f"activations written {size_bytes(v)}"  # a sum of writes, not a peak
+        return f"{CARD_LABELS.get(self.metric, self.metric)} {si(v)}"
+
+    def set_metric(self, stat: str | None, title: str = "") -> None:
+        self.metric, self.metric_title = stat, title
+        self._texts()
+        self.update()
+
+    def set_op_count(self, n_ops: int, folded: int) -> None:
+        self.n_ops, self.folded = n_ops, folded
+        self._texts()
+        self.update()
 
     def refresh_tooltip(self) -> None:
         self.setToolTip(self._tooltip())
@@ -118,8 +142,9 @@ class BlockItem(QGraphicsItem):
     def _tooltip(self) -> str:
         s = self.stats
         kind = kind_title(self.block.kind) + (", residual" if self.block.residual else "")
-        lines = [f"<b>{html.escape(self.block.name)}</b>", kind, f"{self.n_ops} ops", f"params {s.get('params', 0):,}",
-                 f"MACs {s.get('macs', 0):,}", f"FLOPs {s.get('flops', 0):,}"]
+        ops = plural(self.n_ops, "op") + (f" ({self.folded} Quantize/Dequantize folded)" if self.folded else "")
+        lines = [f"<b>{html.escape(self.block.name)}</b>", kind, ops,
+                 f"params {s.get('params', 0):,}", f"MACs {s.get('macs', 0):,}", f"FLOPs {s.get('flops', 0):,}"]
         if self.value_text:
             lines.append(f"overlay {self.value_text}")
         lines.append("<i>double-click to expand</i>" if not self.expanded else "<i>double-click to collapse</i>")
@@ -177,7 +202,7 @@ class BlockItem(QGraphicsItem):
         painter.drawText(QRectF(12, 28, BOX_W - 24, 18), Qt.AlignRight | Qt.AlignVCenter, self._ops)
         painter.setPen(self.ink)
         painter.setFont(base)
-        painter.drawText(QRectF(12, 47, BOX_W - 24, 20), Qt.AlignLeft | Qt.AlignVCenter, self._macs)
+        painter.drawText(QRectF(12, 47, BOX_W - 24, 20), Qt.AlignLeft | Qt.AlignVCenter, self.card_text)
         if self.value_text:
             painter.drawText(QRectF(12, 47, BOX_W - 24, 20), Qt.AlignRight | Qt.AlignVCenter, self.value_text)
         self._paint_expander(painter)

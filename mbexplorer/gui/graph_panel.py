@@ -46,7 +46,8 @@ class GraphPanel(QWidget):
         self.zoom_label.setStyleSheet("color: #4b5563;")
         for text, tip, slot in (("−", "Zoom out (Ctrl+-)", self.view.zoom_out),
                                 ("+", "Zoom in (Ctrl++)", self.view.zoom_in),
-                                ("Fit", "Fit the whole graph (Ctrl+0)", self.view.fit),
+                                ("Fit", "Fit the column of blocks to the width, from the top (Ctrl+0)",
+                                 self.view.fit),
                                 ("Collapse all", "Collapse every expanded block", self.collapse_all)):
             b = QToolButton(text=text)
             b.setToolTip(tip)
@@ -63,6 +64,8 @@ class GraphPanel(QWidget):
         self.state.on("convention", self._on_convention)
         self.state.on("overlay", self._on_overlay)
         self.state.on("overlays", lambda _names: self._fill_overlays())
+        self.state.on("show_qdq", self._on_show_qdq)
+        self.view.graph.show_qdq = self.state.show_qdq
 
     @property
     def overlay_name(self) -> str:
@@ -75,6 +78,10 @@ class GraphPanel(QWidget):
         if analysis is not None:
             self._fill_overlays()
             self.view.set_analysis(analysis, self.state.block_totals, self.state.overlay)
+
+    def _on_show_qdq(self, on: bool) -> None:
+        """Q/DQ ops in expanded blocks follow the state (the table's Show Q/DQ, View ▸ Show Q/DQ ops)."""
+        self.view.set_show_qdq(on)
 
     def _on_convention(self, _conv: str) -> None:
         if self.state.analysis is not None:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGraphicsScene
 from mbexplorer.core.formatting import shape as fmt_shape
 from mbexplorer.core.formatting import shapes as fmt_shapes
 from mbexplorer.core.formatting import thousands
+from mbexplorer.core.inspect import QDQ_OPS
 
 from . import colors
 from .graph_items import (
@@ -48,6 +49,7 @@ class BlockGraphScene(QGraphicsScene):
         self._residual_of: dict[int, ResidualArcItem] = {}
         self._rows: dict[int, list[str]] = {}  # block -> its node names in execution order
         self._long_edges = False
+        self.show_qdq = False  # Quantize/Dequantize ops get boxes of their own (else folded away, as in the table)
 
     # building ------------------------------------------------------------------------------------
     def populate(self, analysis, block_stats: list[dict]) -> None:
@@ -59,7 +61,8 @@ class BlockGraphScene(QGraphicsScene):
         for b in analysis.blocks.blocks:
             self._rows[b.index] = sorted(b.nodes, key=lambda n: order.get(n, 0))
         for b in analysis.blocks.blocks:
-            item = BlockItem(b, block_stats[b.index], len(self._rows[b.index]))
+            shown = self._shown(b.index)
+            item = BlockItem(b, block_stats[b.index], len(shown), len(self._rows[b.index]) - len(shown))
             self.addItem(item)
             self.block_items.append(item)
         for src, dst in analysis.blocks.edges:
@@ -86,9 +89,11 @@ class BlockGraphScene(QGraphicsScene):
         for item in self.block_items:
             if overlay is None:
                 item.set_fill(colors.ramp_color(0.0), "")
+                item.set_metric("macs")
                 continue
             v = overlay.block_values.get(item.index)
             item.set_fill(colors.ramp_color(overlay.ramp_position(v)), value_text(v, overlay.unit))
+            item.set_metric(overlay.stat, overlay.name)
 
     # layout --------------------------------------------------------------------------------------
     def relayout(self, start: int = 0) -> None:
@@ -111,6 +116,28 @@ class BlockGraphScene(QGraphicsScene):
         right = ARC_LANE + 12
         self.setSceneRect(QRectF(-left, -GAP - 8, left + BOX_W + right, height + 2 * GAP + 16))
 
+    # Q/DQ folding ----------------------------------------------------------------------------------
+    def _shown(self, index: int) -> list[str]:
+        """A block's ops that get boxes: all, or all but Quantize/Dequantize when they are folded."""
+        rows = self._rows[index]
+        if self.show_qdq or self.analysis is None:
+            return rows
+        by_name = self.analysis.costs.by_name
+        return [n for n in rows if n not in by_name or by_name[n].op_type not in QDQ_OPS]
+
+    def set_show_qdq(self, on: bool) -> None:
+        """Show or fold Quantize/Dequantize ops: op counts change, expanded blocks are laid out again."""
+        if on == self.show_qdq:
+            return
+        self.show_qdq = on
+        for item in self.block_items:
+            shown = self._shown(item.index)
+            item.set_op_count(len(shown), len(self._rows[item.index]) - len(shown))
+            if item.expanded:
+                self._clear_ops(item)
+                self._add_ops(item)
+        self.relayout()
+
     # expanding -----------------------------------------------------------------------------------
     def is_expanded(self, index: int) -> bool:
         return self.block_items[index].expanded
@@ -125,20 +152,23 @@ class BlockGraphScene(QGraphicsScene):
         if on:
             self._add_ops(item)
         else:
-            for child in list(item.childItems()):
-                self.removeItem(child)
-            item.op_items, item.inner_edges, item.add_y = [], None, None
-            item.set_height(BOX_H)
+            self._clear_ops(item)
         item.expanded = on
         item.refresh_tooltip()
         item.update()
         self.relayout(index)
         self.blockToggled.emit(index, on)
 
+    def _clear_ops(self, item: BlockItem) -> None:
+        for child in list(item.childItems()):
+            self.removeItem(child)
+        item.op_items, item.inner_edges, item.add_y = [], None, None
+        item.set_height(BOX_H)
+
     def _add_ops(self, item: BlockItem) -> None:
         a = self.analysis
         gi, report = a.index, a.costs
-        rows = self._rows[item.index]
+        rows = self._shown(item.index)
         row_of = {name: r for r, name in enumerate(rows)}
         edges: list[tuple[int, int]] = []
         add_row = None
@@ -149,7 +179,7 @@ class BlockGraphScene(QGraphicsScene):
             item.op_items[-1].setPos(OP_LEFT, op_row_y(r))
             node = gi.nodes[gi.index[name]]
             for t in node.input:
-                j = gi.producer.get(t)
+                j = self._visible_producer(t)
                 if j is not None and gi.names[j] in row_of:
                     edges.append((row_of[gi.names[j]], r))
             if op_type in ("Add", "Sum"):
@@ -158,6 +188,16 @@ class BlockGraphScene(QGraphicsScene):
         item.set_height(expanded_height(len(rows)))
         if item.block.residual and add_row is not None:
             item.add_y = op_row_y(add_row) + OP_H / 2
+
+    def _visible_producer(self, t: str) -> int | None:
+        """The node whose box an edge into ``t`` starts from: through folded Q/DQ ops to the op before them."""
+        gi = self.analysis.index
+        j = gi.producer.get(t)
+        for _ in range(8):  # a Q/DQ chain is two or three ops long
+            if j is None or self.show_qdq or gi.nodes[j].op_type not in QDQ_OPS or not gi.nodes[j].input:
+                return j
+            j = gi.producer.get(gi.nodes[j].input[0])
+        return j
 
     @staticmethod
     def _op_item(name: str, op_type: str, nc, parent: BlockItem) -> OpItem:

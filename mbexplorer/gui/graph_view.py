@@ -17,6 +17,7 @@ from .graph_scene import BlockGraphScene
 from .legend import Legend
 
 MIN_ZOOM, MAX_ZOOM = 0.02, 4.0
+FIT_MIN_ZOOM = 0.6  # Fit never shrinks below this: block names stay readable, a long model scrolls instead
 STEP = 1.2
 PLACEHOLDER = ("<div style='color:#6b7280; font-size:11pt'>"
                "<p style='font-size:14pt; color:#374151'><b>No model open</b></p>"
@@ -90,6 +91,17 @@ class GraphView(QGraphicsView):
     def expand(self, index: int, on: bool = True) -> None:
         self._scene.set_expanded(index, on)
 
+    def set_show_qdq(self, on: bool) -> None:
+        self._scene.set_show_qdq(on)
+        self._update_families()
+
+    def reveal_node(self, name: str) -> None:
+        """Select an op with its block expanded (a search result: the op itself, not its block, is wanted)."""
+        b = self._scene.analysis.blocks.node_block.get(name) if self._scene.analysis is not None else None
+        if b is not None:
+            self.expand(b)
+        self.select_node(name, center=True)
+
     def is_expanded(self, index: int) -> bool:
         return self._scene.is_expanded(index)
 
@@ -127,24 +139,21 @@ class GraphView(QGraphicsView):
         self.setTransformationAnchor(anchor)
 
     def fit(self) -> None:
-        """The whole graph in the window (tiny for long graphs; text is dropped below a readable zoom)."""
+        """The column of blocks across the view's width, from the top: zoom 1 at most, and never below
+        FIT_MIN_ZOOM (a whole 150-block model in one window would be unreadable specks; it scrolls instead)."""
         rect = self._scene.sceneRect()
         if rect.isEmpty():
             return
-        self.fitInView(rect, Qt.KeepAspectRatio)
-        if self.zoom() > 1.0:
-            self.set_zoom(1.0)
-        self.zoomChanged.emit(self.zoom())
-
-    def reset_view(self) -> None:
-        """Readable start: zoom 1 (less if the column does not fit the width), the first blocks in view."""
-        rect = self._scene.sceneRect()
         vw = max(1, self.viewport().width() - 16)
-        z = min(1.0, vw / max(1.0, rect.width()))
+        z = max(FIT_MIN_ZOOM, min(1.0, vw / max(1.0, rect.width())))
         self.resetTransform()
         self.scale(z, z)
         self.centerOn(rect.center().x(), rect.top() + (self.viewport().height() / 2) / z)
         self.zoomChanged.emit(z)
+
+    def reset_view(self) -> None:
+        """Readable start: as Fit."""
+        self.fit()
 
     def wheelEvent(self, event) -> None:
         if event.modifiers() & Qt.ControlModifier:

@@ -23,6 +23,7 @@ from mbexplorer.core.formatting import (
     short_block_name,
     thousands,
 )
+from mbexplorer.core.inspect import QDQ_OPS, Storage, node_output_quant, quant_text
 
 SORT_ROLE = Qt.UserRole + 1
 RAW_ROLE = Qt.UserRole + 2
@@ -38,11 +39,26 @@ COLUMNS = (
     ("macs", "MACs", True),
     ("flops", "FLOPs", True),
     ("activation_bytes", "Activation bytes", True),
+    ("live_bytes", "Live bytes", True),
     ("weight_bytes", "Weight bytes", True),
+    ("out_dtype", "Out dtype", False),
+    ("out_scale", "Out scale", False),
+    ("out_zero_point", "Out zero point", False),
 )
 KEYS = [c[0] for c in COLUMNS]
 COL = {k: i for i, k in enumerate(KEYS)}
 NUMERIC = {i for i, c in enumerate(COLUMNS) if c[2]}
+QUANT = {COL["out_dtype"]: 0, COL["out_scale"]: 1, COL["out_zero_point"]: 2}  # column -> place in a row's _quant
+TIPS = {
+    "activation_bytes": "bytes this op writes; the totals row sums them: the sum of all activations, not the "
+                        "memory needed at once (that is Live bytes)",
+    "live_bytes": "activation memory alive while this op runs (its inputs and outputs and every tensor still "
+                  "waiting for a later reader; Q/DQ pairs held as integers); the totals row shows the peak",
+    "out_dtype": "dtype of the tensor that really holds this op's output (a quantized model's activations are "
+                 "integers)",
+    "out_scale": "quantization scale of the op's output tensor (per-channel: how many channels)",
+    "out_zero_point": "quantization zero point of the op's output tensor",
+}
 _ROOT = QModelIndex()  # the table's (invalid) parent index
 
 
@@ -60,6 +76,7 @@ class LayerTableModel(QAbstractTableModel):
         self._full_inputs: list[str] = []  # every input's shape, for tooltips, copy and export
         self._params: list[int] = []
         self._flops: list[int | None] = []
+        self._quant: list[tuple[str, str, str]] = []  # per row: output dtype, scale, zero point (text)
         self._overlays: list = []  # Overlay per extra column, in column order
         self._grey = QColor("#9ca3af")
         self._mono = QFont("DejaVu Sans Mono")
@@ -85,8 +102,17 @@ class LayerTableModel(QAbstractTableModel):
                                shapes(n.output_shapes)))
             self._full_inputs.append(shapes(n.input_shapes))
             self._haystack.append(f"{n.name}\n{n.op_type}\n{bname}".lower())
+        self._quant = _quant_texts(report, index, self._nodes)
         self._compute_convention()
         self.endResetModel()
+
+    @property
+    def quantized(self) -> bool:
+        """Whether any op's output carries quantization parameters (the quantization columns say something)."""
+        return any(q[1] for q in self._quant)
+
+    def qdq_rows(self) -> int:
+        return sum(1 for n in self._nodes if n.op_type in QDQ_OPS)
 
     def set_convention(self, convention: str) -> None:
         if convention == self.convention:
@@ -168,7 +194,7 @@ class LayerTableModel(QAbstractTableModel):
         new_row = [0] * n
         for new, old in enumerate(perm):
             new_row[old] = new
-        for attr in ("_nodes", "_text", "_haystack", "_full_inputs", "_params", "_flops", "_exec"):
+        for attr in ("_nodes", "_text", "_haystack", "_full_inputs", "_params", "_flops", "_quant", "_exec"):
             seq = getattr(self, attr)
             setattr(self, attr, [seq[i] for i in perm])
         self._row_of = {node.name: r for r, node in enumerate(self._nodes)}
@@ -183,6 +209,8 @@ class LayerTableModel(QAbstractTableModel):
             return [node.block for node in self._nodes]
         if col < 5:
             return [t[col].lower() for t in self._text]
+        if col in QUANT:
+            return [q[QUANT[col]] for q in self._quant]
         return [-1 if v is None else v for v in (self.raw(r, col) for r in range(len(self._nodes)))]
 
     # raw access (totals, copy, export, filters) ------------------------------------------------------
@@ -207,6 +235,8 @@ class LayerTableModel(QAbstractTableModel):
             return self._full_inputs[row]
         if key == "output_shapes":
             return self._text[row][col]
+        if col in QUANT:
+            return self._quant[row][QUANT[col]]
         return getattr(n, key)
 
     def exec_index(self, row: int) -> int:
@@ -260,6 +290,7 @@ class LayerTableModel(QAbstractTableModel):
                 return f"params as counted by: {conv.title}"
             if KEYS[section] == "macs":
                 return "multiply-accumulates of convolutions and fully connected layers (batch 1)"
+            return TIPS.get(KEYS[section])
         return None
 
     def data(self, index, role=Qt.DisplayRole):
@@ -269,6 +300,8 @@ class LayerTableModel(QAbstractTableModel):
         if role == Qt.DisplayRole:
             if col < 5:
                 return self._text[row][col]
+            if col in QUANT:
+                return self._quant[row][QUANT[col]]
             v = self.raw(row, col)
             if col >= len(COLUMNS):
                 return self._overlays[col - len(COLUMNS)].format(v)  # no value: empty, not "not counted"
@@ -278,6 +311,8 @@ class LayerTableModel(QAbstractTableModel):
         if role == SORT_ROLE:
             if col < 5:
                 return self._text[row][col].lower() if col != 2 else self._nodes[row].block
+            if col in QUANT:
+                return self._quant[row][QUANT[col]]
             v = self.raw(row, col)
             return (-math.inf if col >= len(COLUMNS) else -1) if v is None else v
         if role == RAW_ROLE:
@@ -300,6 +335,22 @@ class LayerTableModel(QAbstractTableModel):
             if col in (0, 4):
                 return self._text[row][col]
         return None
+
+
+def _quant_texts(report, index, nodes) -> list[tuple[str, str, str]]:
+    """Per row: the dtype, scale and zero point of what the op writes (see ``inspect.node_output_quant``)."""
+    if report is None or index is None:
+        return [("", "", "")] * len(nodes)
+    storage = report.storage or Storage(index)
+    out = []
+    for n in nodes:
+        i = index.index.get(n.name)
+        if i is None:
+            out.append(("", "", ""))
+            continue
+        dtype, q = node_output_quant(index, storage, i)
+        out.append((dtype, *quant_text(q)))
+    return out
 
 
 _WEIGHTED = {"Conv", "ConvInteger", "Gemm", "MatMul", "MatMulInteger", "ConvTranspose"}
@@ -327,6 +378,7 @@ class LayerFilterProxy(QSortFilterProxyModel):
         self._text = ""
         self._op: str | None = None
         self._block: int | None = None
+        self._show_qdq = True  # the panel sets the state's choice; False folds Quantize/Dequantize rows away
         self.setDynamicSortFilter(True)
 
     def sort(self, column: int, order=Qt.AscendingOrder) -> None:
@@ -346,6 +398,9 @@ class LayerFilterProxy(QSortFilterProxyModel):
     def set_block(self, block: int | None) -> None:
         self._refilter("_block", block)
 
+    def set_show_qdq(self, on: bool) -> None:
+        self._refilter("_show_qdq", bool(on))
+
     def _refilter(self, attr: str, value) -> None:
         if getattr(self, attr) == value:
             return
@@ -362,8 +417,15 @@ class LayerFilterProxy(QSortFilterProxyModel):
         return bool(self._text or self._op or self._block is not None)
 
     def filterAcceptsRow(self, source_row: int, source_parent) -> bool:
+        return self.accepts(source_row, fold=True)
+
+    def accepts(self, source_row: int, fold: bool) -> bool:
+        """The user's filters, and with ``fold`` the Q/DQ fold (display only: totals count folded rows, so they
+        do not change when Q/DQ rows are shown or hidden). Picking a Q/DQ op type shows its rows anyway."""
         m: LayerTableModel = self.sourceModel()
         n = m.node(source_row)
+        if fold and not self._show_qdq and n.op_type in QDQ_OPS and self._op != n.op_type:
+            return False
         if self._op is not None and n.op_type != self._op:
             return False
         if self._block is not None and n.block != self._block:
@@ -375,3 +437,8 @@ class LayerFilterProxy(QSortFilterProxyModel):
     def source_rows(self) -> list[int]:
         """The source rows shown, in display order."""
         return [self.mapToSource(self.index(r, 0)).row() for r in range(self.rowCount())]
+
+    def counted_rows(self) -> list[int]:
+        """The source rows the totals add up: those the filters pass, folded Q/DQ rows included."""
+        m = self.sourceModel()
+        return [r for r in range(m.rowCount()) if self.accepts(r, fold=False)]

@@ -12,11 +12,12 @@ import csv
 import io
 from pathlib import Path
 
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelection, QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -32,10 +33,12 @@ from PySide6.QtWidgets import (
 )
 
 from mbexplorer.core.conventions import CONVENTIONS
-from mbexplorer.core.formatting import si, size_bytes, thousands
+from mbexplorer.core.errors import MbxError
+from mbexplorer.core.formatting import plural, si, size_bytes, thousands
+from mbexplorer.core.outputs import check_output, write_atomically
 from mbexplorer.core.state import State
 
-from .layer_model import COL, KEYS, NUMERIC, LayerFilterProxy, LayerTableModel
+from .layer_model import COL, KEYS, NUMERIC, QUANT, LayerFilterProxy, LayerTableModel
 from .totals_row import TotalsRow
 
 ALL_OPS = "All op types"
@@ -45,7 +48,7 @@ ALL_BLOCKS = "All blocks"
 # model's prefix and the distinguishing tail stay visible); tooltips carry the full text.
 WIDTH_SAMPLES = ("features.10.conv.0.0xxxx", "BatchNormalizationx", "block 10", "1×144×56×56, w 24×144",
                  "1×144×56×56x", "00,000,000", "000,000,000", "000,000,000", "Activation bytes",
-                 "Weight bytes")
+                 "Live bytesxx", "Weight bytes", "Out dtypex", "per-channel (1280)", "Out zero point")
 
 
 class MiddleElide(QStyledItemDelegate):
@@ -68,8 +71,11 @@ class LayerTablePanel(QWidget):
         self.proxy.setSourceModel(self.model)
         self._syncing = False
         self._overlay_names: list[str] = []  # overlay columns the user chose; kept from model to model
+        self._stretching = False
+        self.proxy.set_show_qdq(self.state.show_qdq)
         self._build()
         self.state.on("analysis", self._on_analysis)
+        self.state.on("show_qdq", self._follow_qdq)
         self.state.on("convention", self._follow_convention)
         self.state.on("overlays", lambda _names: self._drop_unavailable_columns())
 
@@ -86,7 +92,7 @@ class LayerTablePanel(QWidget):
         self.setEnabled(False)
         self._update_totals()
 
-    def _build_bar(self) -> QHBoxLayout:
+    def _build_bar(self) -> QVBoxLayout:
         """Filters, overlay columns and the counting convention."""
         bar = QHBoxLayout()
         bar.setSpacing(6)
@@ -94,11 +100,11 @@ class LayerTablePanel(QWidget):
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.setAcceptDrops(False)  # a dropped model file opens it (main window), not pasted text
         self.filter_edit.textChanged.connect(self._on_text)
-        self.op_combo = QComboBox(minimumContentsLength=12)
+        self.op_combo = QComboBox(minimumContentsLength=10)
         self.op_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.op_combo.setToolTip("Show one op type")
         self.op_combo.currentIndexChanged.connect(self._on_op)
-        self.block_combo = QComboBox(minimumContentsLength=14)
+        self.block_combo = QComboBox(minimumContentsLength=10)
         self.block_combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.block_combo.setToolTip("Show one block")
         self.block_combo.currentIndexChanged.connect(self._on_block)
@@ -116,14 +122,29 @@ class LayerTablePanel(QWidget):
         self.columns_menu.setToolTipsVisible(True)
         self.columns_menu.aboutToShow.connect(self._fill_columns_menu)
         self.columns_button.setMenu(self.columns_menu)
+        self.qdq_check = QCheckBox("Show Q/DQ")
+        self.qdq_check.setToolTip("Show the QuantizeLinear / DequantizeLinear ops of a quantized model as rows of "
+                                  "their own (folded away by default; the totals count them either way)")
+        self.qdq_check.setChecked(self.state.show_qdq)
+        self.qdq_check.toggled.connect(lambda on: setattr(self.state, "show_qdq", on))
+        self.qdq_check.hide()  # only for models that have Q/DQ ops
+        # Two rows: filters, then what is shown and how it is counted. One row needed ~730 px, which with the
+        # graph beside it made the window wider than a 1280 px screen.
         bar.addWidget(self.filter_edit, 3)
         bar.addWidget(self.op_combo, 1)
         bar.addWidget(self.block_combo, 1)
-        bar.addWidget(self.columns_button)
-        bar.addSpacing(8)
-        bar.addWidget(QLabel("Convention:"))
-        bar.addWidget(self.convention_combo)
-        return bar
+        second = QHBoxLayout()
+        second.setSpacing(6)
+        second.addWidget(self.columns_button)
+        second.addWidget(self.qdq_check)
+        second.addStretch(1)
+        second.addWidget(QLabel("Convention:"))
+        second.addWidget(self.convention_combo)
+        rows = QVBoxLayout()
+        rows.setSpacing(4)
+        rows.addLayout(bar)
+        rows.addLayout(second)
+        return rows
 
     def _build_table(self) -> QTableView:
         self.table = QTableView()
@@ -151,6 +172,11 @@ class LayerTablePanel(QWidget):
         fm = self.table.fontMetrics()
         for col, sample in enumerate(WIDTH_SAMPLES):
             self.table.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
+        # the Name column takes the width the others leave: long names are what users read
+        self._name_min = self.table.columnWidth(COL["name"])
+        header.sectionResized.connect(lambda i, _old, _new: i != COL["name"] and self._stretch_name())
+        header.sectionCountChanged.connect(lambda *_: self._stretch_name())
+        self.table.viewport().installEventFilter(self)
         self.table.selectionModel().selectionChanged.connect(self._on_selection)
         copy = QAction("Copy rows", self.table)
         copy.setShortcut(QKeySequence.Copy)
@@ -193,6 +219,26 @@ class LayerTablePanel(QWidget):
         foot.addWidget(self.export_button, 0, Qt.AlignTop)
         return foot
 
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Resize and obj is self.table.viewport():
+            self._stretch_name()
+        return super().eventFilter(obj, event)
+
+    def _stretch_name(self) -> None:
+        """Name gets the table's spare width, never less than its sample's width (a user who drags it keeps
+        that width until the table or another column changes size)."""
+        if self._stretching:
+            return
+        head, name = self.table.horizontalHeader(), COL["name"]
+        others = sum(head.sectionSize(c) for c in range(head.count()) if c != name and not head.isSectionHidden(c))
+        width = max(self._name_min, self.table.viewport().width() - others)
+        if width != head.sectionSize(name):
+            self._stretching = True
+            try:
+                head.resizeSection(name, width)
+            finally:
+                self._stretching = False
+
     # content -------------------------------------------------------------------------------------
     @property
     def convention(self) -> str:
@@ -231,7 +277,18 @@ class LayerTablePanel(QWidget):
                 self.block_combo.setItemData(self.block_combo.count() - 1, b.name, Qt.ToolTipRole)
         finally:
             self._syncing = False
+        self.qdq_check.setVisible(self.model.qdq_rows() > 0)
+        for col in QUANT:  # a float model's columns would say float32 on every row and nothing else
+            self.table.setColumnHidden(col, not self.model.quantized)
         self.setEnabled(True)
+        self._update_totals()
+
+    def _follow_qdq(self, on: bool) -> None:
+        if self.qdq_check.isChecked() != on:
+            self.qdq_check.blockSignals(True)
+            self.qdq_check.setChecked(on)
+            self.qdq_check.blockSignals(False)
+        self.proxy.set_show_qdq(on)
         self._update_totals()
 
     def set_op_filter(self, op: str | None) -> None:
@@ -336,11 +393,13 @@ class LayerTablePanel(QWidget):
             a.toggled.connect(lambda on, n=name: self.set_overlay_column(n, on))
 
     def totals(self) -> dict:
-        """Sums over the rows shown (what the footer displays)."""
+        """Sums over the rows the filters pass (what the footer displays). Folded Q/DQ rows count: folding is
+        display only. Live bytes is a peak, the largest of those rows, not a sum."""
         m = self.model
-        rows = self.shown_rows() if self.model.report else []
+        rows = self.proxy.counted_rows() if self.model.report else []
         t = {"rows": len(rows), "params": 0, "macs": 0, "flops": 0, "activation_bytes": 0, "weight_bytes": 0,
-             "not_counted_rows": 0, "overlays": {}}
+             "live_bytes": 0, "not_counted_rows": 0, "overlays": {},
+             "folded": len(rows) - self.proxy.rowCount() if self.model.report else 0}
         for r in rows:
             n = m.node(r)
             t["params"] += m.params_at(r)
@@ -352,6 +411,7 @@ class LayerTablePanel(QWidget):
                 t["flops"] += f
             t["activation_bytes"] += n.activation_bytes
             t["weight_bytes"] += n.weight_bytes
+            t["live_bytes"] = max(t["live_bytes"], n.live_bytes)
         # each overlay by its own rule over the rows shown: a share adds up, an SQNR takes the worst
         for ov in self.model.overlays:
             vals = (ov.node_values.get(m.node(r).name) for r in rows)
@@ -368,10 +428,13 @@ class LayerTablePanel(QWidget):
         t = self.totals()
         self._fill_totals_row(t)
         total_rows = self.model.rowCount()
-        scope = (f"<b>All {total_rows:,} layers</b>" if t["rows"] == total_rows
+        scope = (f"<b>All {plural(total_rows, 'layer', spec=',')}</b>" if t["rows"] == total_rows
                  else f"<b>{t['rows']:,} of {total_rows:,} layers shown</b>")
+        if t["folded"]:
+            scope += f" ({t['folded']:,} Q/DQ folded)"
         parts = [scope, f"params <b>{thousands(t['params'])}</b>", f"MACs <b>{si(t['macs'])}</b>",
-                 f"FLOPs <b>{si(t['flops'])}</b>", f"activations <b>{size_bytes(t['activation_bytes'])}</b>",
+                 f"FLOPs <b>{si(t['flops'])}</b>", f"peak activations <b>{size_bytes(t['live_bytes'])}</b>",
+                 f"sum of all activations <b>{size_bytes(t['activation_bytes'])}</b>",
                  f"weights <b>{size_bytes(t['weight_bytes'])}</b>"]
         self.totals_plain = "  · ".join(p.replace("<b>", "").replace("</b>", "") for p in parts)
         # non-breaking spaces inside each figure: a narrow window wraps between figures, never inside one
@@ -390,14 +453,15 @@ class LayerTablePanel(QWidget):
     def _fill_totals_row(self, t: dict) -> None:
         total_rows = self.model.rowCount()
         texts = [""] * self.model.columnCount()
-        texts[COL["name"]] = (f"Total, {t['rows']:,} layers" if t["rows"] == total_rows
+        texts[COL["name"]] = (f"Total, {plural(t['rows'], 'layer', spec=',')}" if t["rows"] == total_rows
                               else f"Total, {t['rows']:,} of {total_rows:,} shown")
-        for key in ("params", "macs", "activation_bytes", "weight_bytes"):
+        for key in ("params", "macs", "activation_bytes", "live_bytes", "weight_bytes"):
             texts[COL[key]] = thousands(t[key])
         texts[COL["flops"]] = thousands(t["flops"]) + ("+" if t["not_counted_rows"] else "")
         tip = (f"Sums of the rows shown ({self.convention} convention)" +
                (f"; FLOPs leave out {t['not_counted_rows']} not-counted rows" if t["not_counted_rows"] else ""))
-        tips, numeric = {}, set(NUMERIC)
+        tips, numeric = {COL["live_bytes"]: "the peak: the most activation memory alive while any of these rows "
+                                            "runs (not a sum)"}, set(NUMERIC)
         for ov in self.model.overlays:
             col = self.model.overlay_column(ov.name)
             texts[col] = ov.format(t["overlays"][ov.name])
@@ -488,8 +552,11 @@ class LayerTablePanel(QWidget):
         return buf.getvalue()
 
     def export_csv(self, path: str | Path, shown_only: bool = False) -> Path:
-        path = Path(path)
-        path.write_text(self.csv_text(shown_only), encoding="utf-8")
+        """Write the CSV whole or not at all, never over the model's own file; replacing any other file is allowed
+        (the save dialog has asked). MbxError for a path that cannot take it, OSError on a write error."""
+        source = self.model.report.model.source_path
+        path = check_output(path, inputs=[source] if source else [], force=True, input_name="the open model")
+        write_atomically(path, self.csv_text(shown_only))
         return path
 
     def export_csv_dialog(self, shown_only: bool = False) -> None:
@@ -500,6 +567,9 @@ class LayerTablePanel(QWidget):
         if path:
             try:
                 self.export_csv(path, shown_only)
+            except MbxError as exc:
+                self.window().show_error(str(exc))
+                return
             except OSError as exc:
                 self.window().show_error(f"Cannot write {path}: {exc.strerror or exc}")
                 return

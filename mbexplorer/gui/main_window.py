@@ -14,6 +14,7 @@ from pathlib import Path
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
+    QDockWidget,
     QFileDialog,
     QInputDialog,
     QLabel,
@@ -28,12 +29,13 @@ from mbexplorer.core.conventions import CONVENTIONS
 from mbexplorer.core.dropping import route_drop
 from mbexplorer.core.errors import InputShapeError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
-from mbexplorer.core.formatting import si, thousands
+from mbexplorer.core.formatting import plural, si, size_bytes, thousands
 from mbexplorer.core.state import State
 
 from .builder_dialog import BuilderDialog
 from .classify_panel import ClassifyPanel
 from .graph_panel import GraphPanel
+from .inspector import InspectorPanel
 from .job_status import JobStatus
 from .layer_table import LayerTablePanel
 from .model_info import ModelInfoPanel
@@ -96,6 +98,16 @@ class MainWindow(QMainWindow):
         self.graph.blockSelected.connect(lambda i: self.layers.select_block(i))
         self.graph.nodeSelected.connect(lambda n: self.layers.select_nodes([n]))
         self.layers.nodeSelected.connect(lambda n: self.graph.select_node(n, center=True))
+        # the node inspector: a dock on the right (View ▸ Inspector), following clicks in the graph and the table
+        self.inspector = InspectorPanel(self.state)
+        self.inspector_dock = QDockWidget("Inspector", self)
+        self.inspector_dock.setObjectName("inspector")
+        self.inspector_dock.setWidget(self.inspector)
+        self.addDockWidget(Qt.RightDockWidgetArea, self.inspector_dock)
+        self.inspector_dock.hide()
+        self.graph.nodeSelected.connect(self.inspector.show_node)
+        self.layers.nodeSelected.connect(self.inspector.show_node)
+        self.inspector.nodeChosen.connect(lambda n: (self.graph.reveal_node(n), self.layers.select_nodes([n])))
         self.state.on("analysis", self._on_analysis)
         self.state.on("convention", lambda _c: self._update_summary())
         self.state.on("overlay", self._on_overlay)
@@ -125,6 +137,15 @@ class MainWindow(QMainWindow):
         self._action(view, "&Fit", self.graph.fit, "Ctrl+0")
         self._action(view, "&Collapse all blocks", self.graph_panel.collapse_all)
         view.addSeparator()
+        # Quantize/Dequantize ops: folded away by default, in the graph and the table alike (the state's setting)
+        self.act_qdq = self._action(view, "Show &Q/DQ ops", lambda: setattr(self.state, "show_qdq",
+                                                                             self.act_qdq.isChecked()))
+        self.act_qdq.setCheckable(True)
+        self.state.on("show_qdq", self.act_qdq.setChecked)
+        self.act_inspector = self.inspector_dock.toggleViewAction()
+        self.act_inspector.setText("&Inspector (find node)")
+        self.act_inspector.setShortcut(QKeySequence("Ctrl+Shift+I"))
+        view.addAction(self.act_inspector)
         self.overlay_menu = view.addMenu("&Overlay (colour by)")
         self.overlay_group = QActionGroup(self)
         self.overlay_actions: dict[str, QAction] = {}
@@ -243,8 +264,8 @@ class MainWindow(QMainWindow):
             self.recent.add(self.source["path"])
         where = (f" from {self.source['path']}" if self.source.get("path")
                  else " from the builder" if self.source.get("build") else "")
-        self.statusBar().showMessage(f"Opened {m.name}{where}: {len(analysis.blocks.blocks)} blocks, "
-                                     f"{len(analysis.costs.nodes):,} ops.", 10000)
+        self.statusBar().showMessage(f"Opened {m.name}{where}: {plural(len(analysis.blocks.blocks), 'block')}, "
+                                     f"{plural(len(analysis.costs.nodes), 'op', spec=',')}.", 10000)
         self.model_shown.emit()
 
     def _update_summary(self) -> None:
@@ -253,7 +274,8 @@ class MainWindow(QMainWindow):
             self.summary_label.setText("")
             return
         self.summary_label.setText(f"params {thousands(t['params'])}  ·  MACs {si(t['macs'])}  ·  "
-                                   f"FLOPs {si(t['flops'])}  ({conv})")
+                                   f"FLOPs {si(t['flops'])}  ·  peak activations "
+                                   f"{size_bytes(t['peak_activation_bytes'])}  ({conv})")
         self.summary_label.setToolTip(CONVENTIONS[conv].flops_label)
 
     def _fill_overlay_menu(self) -> None:

@@ -30,14 +30,17 @@ from mbexplorer.core.conventions import CONVENTIONS, FLOP_GROUPS, PARAM_GROUPS
 from mbexplorer.core.formatting import (
     kind_title,
     percent,
+    plural,
     shape,
     si,
     size_bytes,
     thousands,
 )
+from mbexplorer.core.inspect import operators_text, scale_text, zero_point_text
 from mbexplorer.core.state import State
 
 BLOCK_ROWS_MAX = 14  # taller per-block tables scroll inside their box
+FORMAT_TITLES = {"tflite": "TensorFlow Lite"}
 PARAM_TITLES = {"weight": "weights", "bias": "biases", "bn_affine": "BN γ/β", "bn_stats": "BN stats"}
 
 
@@ -131,7 +134,8 @@ class ModelInfoPanel(QScrollArea):
         self.subtitle.setStyleSheet("color: #4b5563;")
         lay.addWidget(self.title)
         lay.addWidget(self.subtitle)
-        for box in (self._file_box(), self._io_box(), self._totals_box(), self._blocks_box(), self._conventions_box()):
+        for box in (self._file_box(), self._source_box(), self._io_box(), self._totals_box(), self._blocks_box(),
+                    self._conventions_box()):
             lay.addWidget(box)
         lay.addStretch(1)
         self.state.on("analysis", self._on_analysis)
@@ -153,12 +157,24 @@ class ModelInfoPanel(QScrollArea):
         self.fields["sha256"].setFont(mono)
         return file_box
 
+    def _source_box(self) -> QGroupBox:
+        """What a non-ONNX file itself says: its inputs and outputs (names, dtypes, quantization) and operators."""
+        self.source_box = QGroupBox("Source file")
+        lay = QVBoxLayout(self.source_box)
+        self.source_format = _value()
+        self.source_table = _table(["", "Name", "Type", "Shape", "Scale", "Zero point"], 4)
+        self.source_ops = _value()
+        for w in (self.source_format, self.source_table, self.source_ops):
+            lay.addWidget(w)
+        self.source_box.hide()
+        return self.source_box
+
     def _io_box(self) -> QGroupBox:
-        io_box = QGroupBox("Inputs and outputs")
-        io_lay = QVBoxLayout(io_box)
+        self.io_box = QGroupBox("Inputs and outputs")
+        io_lay = QVBoxLayout(self.io_box)
         self.io_table = _table(["", "Name", "Type", "Shape", "Layout"], 99)
         io_lay.addWidget(self.io_table)
-        return io_box
+        return self.io_box
 
     def _totals_box(self) -> QGroupBox:
         self.totals_box = QGroupBox("Totals")
@@ -168,7 +184,8 @@ class ModelInfoPanel(QScrollArea):
         self.totals: dict[str, QLabel] = {}
         self.totals_labels: dict[str, QLabel] = {}
         for key, label in (("params", "Params"), ("macs", "MACs"), ("flops", "FLOPs"),
-                           ("activation_bytes", "Activation memory"), ("weight_bytes", "Weight memory"),
+                           ("peak_activation_bytes", "Peak activation memory"),
+                           ("activation_bytes", "Sum of all activations"), ("weight_bytes", "Weight memory"),
                            ("not_counted", "Not counted")):
             self.totals[key] = _value()
             self.totals_labels[key] = QLabel(label + ":")
@@ -243,7 +260,7 @@ class ModelInfoPanel(QScrollArea):
         m = analysis.model
         self.title.setText(m.name)
         n_nodes = len(analysis.costs.nodes)
-        self.subtitle.setText(f"{len(analysis.blocks.blocks)} blocks · {n_nodes:,} ops")
+        self.subtitle.setText(f"{plural(len(analysis.blocks.blocks), 'block')} · {plural(n_nodes, 'op', spec=',')}")
         self.fields["format"].setText(m.source_format)
         self.fields["path"].setText(str(m.source_path) if m.source_path else "— (built in memory, not saved)")
         self.fields["size"].setText(f"{size_bytes(m.file_size)} ({m.file_size:,} bytes)" if m.file_size else "—")
@@ -253,6 +270,25 @@ class ModelInfoPanel(QScrollArea):
         rows = [["input", s.name, s.dtype, shape(s.shape), s.layout or "—"] for s in m.inputs]
         rows += [["output", s.name, s.dtype, shape(s.shape), s.layout or "—"] for s in m.outputs]
         _fill(self.io_table, rows)
+        self._show_source(m.source)
+
+    def _show_source(self, src: dict | None) -> None:
+        self.source_box.setVisible(bool(src))
+        self.io_box.setTitle("Inputs and outputs: the ONNX graph the app runs" if src else "Inputs and outputs")
+        if not src:
+            return
+        self.source_box.setTitle(f"Source file: {FORMAT_TITLES.get(src['format'], src['format'])}")
+        desc = f"schema version {src.get('version', '?')}" + (f", “{src['description']}”" if src.get("description")
+                                                               else "")
+        self.source_format.setText(desc)
+        rows = []
+        for kind in ("input", "output"):
+            for d in src[kind + "s"]:
+                q = d.get("quantization")
+                rows.append([kind, d["name"], d["dtype"], shape(d["shape"]),
+                             scale_text(q["scale"]) if q else "—", zero_point_text(q["zero_point"]) if q else "—"])
+        _fill(self.source_table, rows, caps={1: 320})
+        self.source_ops.setText(operators_text(src.get("operators")))
 
     def _show_convention(self) -> None:
         convention = self.convention
@@ -264,7 +300,12 @@ class ModelInfoPanel(QScrollArea):
         self.totals["flops"].setText(f"{thousands(t['flops'])}  ({si(t['flops'])})")
         self.totals["flops"].setToolTip(conv.flops_label)
         self.totals_labels["flops"].setToolTip(conv.flops_label)
+        self.totals["peak_activation_bytes"].setText(size_bytes(t["peak_activation_bytes"]))
+        self.totals["peak_activation_bytes"].setToolTip(
+            "the most activation memory alive at once, from tensor lifetimes in execution order, each at the dtype "
+            "that holds it (a quantized model's Q/DQ pairs as integers)")
         self.totals["activation_bytes"].setText(size_bytes(t["activation_bytes"]))
+        self.totals["activation_bytes"].setToolTip("every op's output added up: never all alive at once")
         self.totals["weight_bytes"].setText(size_bytes(t["weight_bytes"]))
         nc = t["not_counted"]
         self.totals["not_counted"].setText(", ".join(nc) if nc else "nothing: every op has a rule")

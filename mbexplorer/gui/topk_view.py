@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListView,
     QListWidget,
+    QListWidgetItem,
     QMenu,
     QSizePolicy,
     QToolButton,
@@ -34,6 +35,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from mbexplorer.core.overview import Ranked, Ranking, rank_text, zeros_text
 
 AGREE = QColor("#16a34a")
 DIFFER = QColor("#d97706")
@@ -112,7 +115,13 @@ def badge_icon(thumb: QPixmap | None, badge: str | None) -> QIcon:
 
 
 class ThumbStrip(QListWidget):
-    """One scrolling row of thumbnails, file names under them."""
+    """One scrolling row of thumbnails, file names under them.
+
+    Every item gets its fixed size hint (and a placeholder icon) when it is made. With uniform item sizes the
+    view measures the first item once, at its first layout, and keeps that size: an item added while the
+    strip is visible was measured before its icon existed (a ~14 px line of text), which clipped every
+    thumbnail to a sliver and left clicks on the picture outside any item.
+    """
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -125,39 +134,59 @@ class ThumbStrip(QListWidget):
         self.setAcceptDrops(False)
         self.setResizeMode(QListView.Adjust)
         self.setIconSize(QSize(ICON, ICON))
-        self.setGridSize(QSize(ICON + 28, ICON + 30))
-        self.setUniformItemSizes(True)
+        self.item_size = QSize(ICON + 24, ICON + self.fontMetrics().height() + 10)  # icon, name, margins
+        self.setGridSize(self.item_size + QSize(4, 4))
+        self.setUniformItemSizes(True)  # a folder of thousands lays out without measuring each item
         self.setWordWrap(False)
         self.setTextElideMode(Qt.ElideMiddle)
         self.setSelectionMode(QAbstractItemView.SingleSelection)
         self.setHorizontalScrollMode(QAbstractItemView.ScrollPerPixel)
-        self.setFixedHeight(ICON + 30 + 2 * self.frameWidth() + self.horizontalScrollBar().sizeHint().height() + 4)
+        self.setFixedHeight(self.gridSize().height() + 2 * self.frameWidth()
+                            + self.horizontalScrollBar().sizeHint().height() + 4)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.placeholder = badge_icon(None, None)
+
+    def add(self, name: str) -> QListWidgetItem:
+        """A new item, already at its final size (see the class's note)."""
+        item = QListWidgetItem(self.placeholder, name)
+        item.setSizeHint(self.item_size)
+        self.addItem(item)
+        return item
 
 
 class TopKBars(QWidget):
-    """Rank, label, output index, a bar and the score, one row per class."""
+    """Rank, label, output index, a bar and the score, one row per class. Tied scores share a rank marked "="
+    (their order is by output index only); a zero-score tail is one line ("996 more classes at 0.000")."""
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.rows: list = []  # TopK
+        self.entries: list[Ranked] = []  # the rows with their rank and tie
+        self.footer = ""  # the zero-score classes not listed
         self.stale = False
         self.mark: QColor | None = None  # colour of the top-1 marker (compare mode)
         self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.setMouseTracking(True)
 
-    def set_rows(self, rows: list, stale: bool = False, mark: QColor | None = None) -> None:
-        self.rows, self.stale, self.mark = list(rows), stale, mark
-        self.setFixedHeight(max(1, len(self.rows)) * ROW_H + 4)
+    def set_rows(self, ranked: Ranking | None, stale: bool = False, mark: QColor | None = None) -> None:
+        ranked = ranked or Ranking([], 0)
+        self.entries, self.stale, self.mark = list(ranked.entries), stale, mark
+        self.rows = [e.top for e in self.entries]
+        self.footer = zeros_text(ranked)
+        self.setFixedHeight(self._lines() * ROW_H + 4)
         self.updateGeometry()
         self.update()
 
+    def _lines(self) -> int:
+        return max(1, len(self.rows) + bool(self.footer))
+
     def sizeHint(self) -> QSize:
-        return QSize(360, max(1, len(self.rows)) * ROW_H + 4)
+        return QSize(360, self._lines() * ROW_H + 4)
 
     def text(self) -> str:
         """The rows as text (for copying and tests)."""
-        return "\n".join(f"{i + 1}. {t.label}  #{t.index}  {t.score:.3f}" for i, t in enumerate(self.rows))
+        lines = [f"{rank_text(e)} {e.top.label}  #{e.top.index}  {e.top.score:.3f}" for e in self.entries]
+        return "\n".join(lines + ([self.footer] if self.footer else []))
 
     def _columns(self) -> tuple[int, int, int, int, int]:
         fm = QFontMetrics(self.font())
@@ -173,13 +202,14 @@ class TopKBars(QWidget):
         p = QPainter(self)
         p.setRenderHint(QPainter.Antialiasing)
         rank_w, label_w, index_w, bar_w, score_w = self._columns()
-        for i, t in enumerate(self.rows):
+        for i, e in enumerate(self.entries):
+            t = e.top
             y = 2 + i * ROW_H
             x = 0
             if i == 0 and self.mark is not None:
                 p.fillRect(QRect(0, y + 3, 4, ROW_H - 6), self.mark)
             p.setPen(MUTED)
-            p.drawText(QRect(x, y, rank_w - 6, ROW_H), Qt.AlignRight | Qt.AlignVCenter, f"{i + 1}.")
+            p.drawText(QRect(x, y, rank_w - 6, ROW_H), Qt.AlignRight | Qt.AlignVCenter, rank_text(e))
             x += rank_w
             p.setPen(MUTED if self.stale else TEXT)
             f = QFont(self.font())
@@ -204,15 +234,24 @@ class TopKBars(QWidget):
             x += bar_w + 8
             p.setPen(MUTED if self.stale else TEXT)
             p.drawText(QRect(x, y, score_w, ROW_H), Qt.AlignLeft | Qt.AlignVCenter, f"{t.score:.3f}")
+        if self.footer:
+            f = QFont(self.font())
+            f.setItalic(True)
+            p.setFont(f)
+            p.setPen(MUTED)
+            y = 2 + len(self.entries) * ROW_H
+            p.drawText(QRect(rank_w, y, self.width() - rank_w, ROW_H), Qt.AlignLeft | Qt.AlignVCenter, self.footer)
         p.end()
 
     def event(self, e) -> bool:
         # the full label (elided in the row), its index and score, for the row under the pointer
         if e.type() == QEvent.ToolTip:
             i = int((e.pos().y() - 2) // ROW_H)
-            if 0 <= i < len(self.rows):
-                t = self.rows[i]
-                QToolTip.showText(e.globalPos(), f"{t.label}\noutput index {t.index}\nscore {t.score:.5f}", self)
+            if 0 <= i < len(self.entries):
+                t = self.entries[i].top
+                tie = "\ntied: other classes have exactly this score, listed by output index" \
+                    if self.entries[i].tied else ""
+                QToolTip.showText(e.globalPos(), f"{t.label}\noutput index {t.index}\nscore {t.score:.5f}{tie}", self)
             else:
                 QToolTip.hideText()
             return True
@@ -234,7 +273,10 @@ class SlotView(QWidget):
         self.preprocess.setToolTip("The preprocessing these scores were computed with")
         self.reference = _plain(wrap=True, style="color: #6b7280; font-size: 11px;")
         self.reference.setToolTip("The pipeline the preset reproduces, to the bit")
-        self.timing = _plain(style="color: #4b5563;")
+        self.timing = _plain(wrap=True, style="color: #4b5563;")  # wraps: two columns fit a 1280 px screen
+        self.warning = _plain(wrap=True, style="background: #fef3c7; color: #78350f; padding: 2px 6px; "
+                                               "border-left: 4px solid #d97706; font-weight: bold;")
+        self.warning.setVisible(False)
         self.labels = _plain(wrap=True, style="color: #6b7280;")
         self.note = _plain(wrap=True, style="color: #6b7280; font-style: italic;")
         self.bars = TopKBars()
@@ -250,14 +292,16 @@ class SlotView(QWidget):
         row.addWidget(self.tensor_image)
         row.addWidget(self.tensor_text, 1)
         self.tensor_box.setVisible(False)
-        for w in (self.role, self.title, self.preprocess, self.reference, self.timing, self.labels, self.bars,
-                  self.tensor_box, self.note):
+        # the top-k right under the title: with two models side by side on a 768 px high screen both show
+        # without scrolling; how they were computed follows
+        for w in (self.role, self.title, self.warning, self.bars, self.note, self.preprocess, self.reference,
+                  self.timing, self.labels, self.tensor_box):
             lay.addWidget(w)
         lay.addStretch(1)
 
-    def show_result(self, title: str, preprocess: str, timing: str, labels: str, rows: list,
+    def show_result(self, title: str, preprocess: str, timing: str, labels: str, rows: Ranking,
                     stale: bool = False, mark: QColor | None = None, reference: str = "", tensor=None) -> None:
-        """``tensor``: the result's ``TensorView`` (None: nothing to show)."""
+        """``rows``: the top-k as ranked; ``tensor``: the result's ``TensorView`` (None: nothing to show)."""
         self.title.setText(title + ("  (updating…)" if stale else ""))
         self.preprocess.setText(preprocess)
         self.reference.setText(f"reproduces {reference}" if reference else "")
@@ -268,6 +312,11 @@ class SlotView(QWidget):
         self.bars.setVisible(True)
         self.show_tensor(tensor)
         self.note.setVisible(False)
+
+    def set_warning(self, text: str) -> None:
+        """A warning about the model itself (random weights), whatever else the column shows."""
+        self.warning.setText(text)
+        self.warning.setVisible(bool(text))
 
     def show_tensor(self, view) -> None:
         if view is None:
@@ -292,7 +341,7 @@ class SlotView(QWidget):
             w.setText("")
         self.reference.setVisible(False)
         self.show_tensor(None)
-        self.bars.set_rows([])
+        self.bars.set_rows(None)
         self.bars.setVisible(False)
         self.note.setText(note)
         self.note.setStyleSheet("color: #b91c1c;" if error else "color: #6b7280; font-style: italic;")

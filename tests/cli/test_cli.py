@@ -215,7 +215,8 @@ def test_one_huge_image_does_not_stop_the_others(tmp_path, model_file, mbx):
 
 def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file, mbx):
     model = model_file("mobilenet_v1", 0.25, 96)
-    for target, why in ((tmp_path / "nope" / "x.csv", "No such file or directory"), (tmp_path, "Is a directory")):
+    for target, why in ((tmp_path / "nope" / "x.csv", f"the folder {tmp_path / 'nope'} does not exist."),
+                        (tmp_path, "Is a directory")):
         r = mbx("summary", model, "--csv", target)
         assert r.returncode == 1, r.stderr
         assert r.stderr == f"mbexplorer: error: cannot write {target}: {why}\n"
@@ -223,7 +224,7 @@ def test_csv_that_cannot_be_written_is_a_user_error(tmp_path, model_file, mbx):
 
 def test_output_that_cannot_be_written_is_a_user_error_and_leaves_nothing(tmp_path, mbx):
     (tmp_path / "taken.onnx").mkdir()
-    for target, why in ((tmp_path / "nope" / "x.onnx", "No such file or directory"),
+    for target, why in ((tmp_path / "nope" / "x.onnx", f"the folder {tmp_path / 'nope'} does not exist."),
                         (tmp_path / "taken.onnx", "Is a directory")):
         r = mbx("build", "mobilenet_v1", "--width", "0.25", "--resolution", "96", "-o", target)
         assert r.returncode == 1 and r.stdout == ""

@@ -89,7 +89,7 @@ def test_model_gives_size_layout_dtype_and_preset(tmp_path, mbx, model_file):
     assert got.shape == (1, 3, 96, 96) and got.dtype == np.float32
     np.testing.assert_array_equal(got, preset("torchvision", 96).tensor(img))
     # a preset and a custom option on top of the model's input
-    r = mbx("preprocess", img, "--model", model, "--preset", "paddle", "--interpolation", "pil", "-o", out)
+    r = mbx("preprocess", img, "--model", model, "--preset", "paddle", "--interpolation", "pil", "-o", out, "--force")
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(np.load(out), preset("paddle", 96, interpolation="pil").tensor(img))
     assert "custom: shorter side to 110" in r.stdout
@@ -133,7 +133,7 @@ def test_errors_leave_nothing_behind(tmp_path, mbx):
     r = mbx("preprocess", *good, "--size", "64", "-o", tmp_path / "missing" / "x.npy")
     assert r.returncode == 1 and f"the folder {tmp_path / 'missing'} does not exist" in r.stderr
     r = mbx("preprocess", tmp_path / "nope.png", "--size", "64", "-o", tmp_path / "x.npy")
-    assert r.returncode == 1 and "nope.png is not an image this app can read" in r.stderr
+    assert r.returncode == 1 and f"{tmp_path / 'nope.png'} does not exist." in r.stderr
     # never over an input: the .npy named like an image, or a .bin file given as an image
     r = mbx("preprocess", *good, "--size", "64", "-o", good[0])
     assert r.returncode == 1 and "will not write over a.png: it is one of the input images" in r.stderr

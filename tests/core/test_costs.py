@@ -329,3 +329,76 @@ def test_every_op_that_runs_counts_its_output_memory():
         assert nc.activation_bytes == want, node.name
         free += node.op_type in ("Flatten", "Reshape") and want > 0
     assert free >= 1
+
+
+def _tiny(nodes, inputs, outputs, inits=()):
+    from onnx import helper
+
+    from mbexplorer.core.costs import analyse
+    from mbexplorer.core.model import from_proto
+
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    return analyse(from_proto(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+                              name="g", source_format="onnx"))
+
+
+def test_peak_activation_memory_from_tensor_lifetimes():
+    """x -> relu -> a -> conv -> b -> conv -> c;  y = a + c. Float32, 4x8x8 = 1,024 bytes, 8x8x8 = 2,048.
+    Lifetimes in execution order: x [0,0] (graph input), a [0,3] (read again by the add), b [1,2], c [2,3],
+    y [3,3] (graph output). Alive per step: x+a = 2048; a+b = 3072; a+b+c = 4096; a+c+y = 3072."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((8, 4, 1, 1), np.float32), "w1"),
+             numpy_helper.from_array(np.ones((4, 8, 1, 1), np.float32), "w2")]
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="relu"),
+             helper.make_node("Conv", ["a", "w1"], ["b"], name="up"),
+             helper.make_node("Conv", ["b", "w2"], ["c"], name="down"),
+             helper.make_node("Add", ["a", "c"], ["y"], name="add")]
+    r = _tiny(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    assert [r.by_name[n].live_bytes for n in ("relu", "up", "down", "add")] == [2048, 3072, 4096, 3072]
+    t = r.totals()
+    assert t["peak_activation_bytes"] == 4096
+    assert t["activation_bytes"] == 1024 + 2048 + 1024 + 1024  # the sum of every op's output: a different figure
+    assert r.to_dict()["totals"]["peak_activation_bytes"] == 4096
+
+
+def test_peak_holds_a_qdq_models_activations_as_integers():
+    """x (uint8) -> DQ -> conv -> b -> Clip -> Q -> cq (uint8) -> DQ -> y. The float tensors around the Q/DQ pairs
+    are the integers they quantize (a QDQ runtime, and the TFLite file, hold them so): b, the conv's output read
+    only by a fused Clip that is only quantized, is cq. x: 4x8x8 uint8 = 256 bytes, cq: 8x8x8 = 512.
+    Alive per step: DQ x = 256; conv x+cq = 768; Clip, Q, DQ: cq = 512."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones((8, 4, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.array(0.5, np.float32), "s"),
+             numpy_helper.from_array(np.array(0, np.uint8), "z"),
+             numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq_x"),
+             helper.make_node("Conv", ["xd", "w"], ["b"], name="conv"),
+             helper.make_node("Clip", ["b", "lo", "hi"], ["c"], name="relu6"),
+             helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="q_c"),
+             helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"], name="dq_c")]
+    r = _tiny(nodes, [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 4, 8, 8])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])], inits)
+    assert [r.by_name[n].live_bytes for n in ("dq_x", "conv", "relu6", "q_c", "dq_c")] == [256, 768, 512, 512, 512]
+    assert r.totals()["peak_activation_bytes"] == 768
+    assert r.block_totals()[0]["peak_activation_bytes"] <= 768
+
+
+@pytest.mark.shared
+def test_quantized_model_needs_less_memory_at_peak(shared_dir):
+    """The sum of all activations made the uint8 MobileNetV2 look bigger than the float one; at the peak it
+    needs about a quarter (one byte per value where the float model has four)."""
+    from mbexplorer.core.analysis import build_job, open_model
+
+    flt = run(build_job("mobilenet_v2")).costs.totals()
+    q = open_model(shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite").costs.totals()
+    assert q["activation_bytes"] > flt["activation_bytes"]  # the old figure: the Q/DQ tensors add up
+    assert q["peak_activation_bytes"] < flt["peak_activation_bytes"] / 3
+    # V2's peak: the 96-channel expansion at 112x112 and its stride-2 depthwise output, one byte each
+    assert q["peak_activation_bytes"] == 96 * 112 * 112 + 96 * 56 * 56
+    assert flt["peak_activation_bytes"] == 2 * 96 * 112 * 112 * 4  # BN in, BN out (the builder keeps BN)

@@ -289,3 +289,18 @@ def test_onnxruntime_profiles_name_the_nodes(tmp_path):
     profiled = {e["name"].removesuffix("_kernel_time") for e in events
                 if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")}
     assert profiled == {n.name for n in loaded.model.graph.node}
+
+
+def test_a_shape_given_for_an_imported_model_is_refused_not_dropped(shared_dir):
+    """TFLite, Keras and PyTorch files fix their input sizes: a different one given (CLI --input-shape, or the
+    window's Set input shape) is an InputShapeError, never silently ignored; the file's own shape is fine."""
+    from mbexplorer.core.errors import InputShapeError
+    from mbexplorer.core.loading import load
+
+    path = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    name = load(path).inputs[0].name
+    assert load(path, {name: [1, 128, 128, 3]}).inputs[0].shape[1:] == (128, 128, 3)
+    with pytest.raises(InputShapeError, match="cannot be applied: .* is a tflite model whose input sizes its file"):
+        load(path, {name: [1, 160, 160, 3]})
+    with pytest.raises(InputShapeError, match="cannot be applied"):
+        load(path, {"nonexistent": [1, 3, 128, 128]})

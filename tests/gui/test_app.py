@@ -106,3 +106,83 @@ def test_ten_thousand_nodes_stay_responsive(qtbot, window, synthetic_analysis):
     assert shown < 4.0, shown
     assert expand < 1.0, expand
     assert table < 3.0, table
+
+
+# --------------------------------------------------------------------------------------------------
+# Start-up without a usable display: one line saying why and what to do instead, exit code 1, never Qt's abort.
+
+def _start_app(*args, tmp_path, path_prefix=None, **env_vars):
+    """``mbexplorer gui ...`` in a fresh process (the check runs before the QApplication exists), with no
+    display and no QT_QPA_PLATFORM unless given."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE")}
+    env.update(env_vars)
+    if path_prefix:
+        env["PATH"] = f"{path_prefix}{os.pathsep}{env['PATH']}"
+    return subprocess.run([sys.executable, "-m", "mbexplorer.cli", "gui", *map(str, args)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _no_abort(result) -> None:
+    assert result.returncode == 1, result
+    assert "core dumped" not in result.stderr and "Aborted" not in result.stderr
+    assert "Traceback" not in result.stderr and "platform plugin" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for alternative in ("--screenshot out.png", "QT_QPA_PLATFORM=offscreen", "xvfb-run", "summary|predict|preprocess"):
+        assert alternative in result.stderr
+
+
+def test_no_display_says_so_and_what_to_do_instead(tmp_path):
+    r = _start_app(tmp_path=tmp_path)
+    _no_abort(r)
+    assert r.stderr.startswith("mbexplorer: error: there is no display to open the window on")
+
+
+def test_screenshot_needs_no_display(tmp_path):
+    r = _start_app("--build", "mobilenet_v1", "--width", "0.25", "--resolution", "96", "--screenshot", "shot.png",
+                   tmp_path=tmp_path)
+    assert r.returncode == 0, r.stderr
+    img = QImage(str(tmp_path / "shot.png"))
+    assert (img.width(), img.height()) == SCREENSHOT_SIZE
+
+
+def test_missing_xcb_libraries_are_named_with_the_installer(tmp_path):
+    """Qt would abort (from C++) on loading its xcb plugin; ``ldd`` on the plugin finds what is missing first.
+    A stand-in ``ldd`` reports a missing library, as on a bare Debian 12 with DISPLAY set (ssh -X)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ldd").write_text('#!/bin/sh\nprintf "\\tlibxcb-cursor.so.0 => not found\\n'
+                              '\\tlibxcb-icccm.so.4 => not found\\n\\tlibc.so.6 => /lib/libc.so.6\\n"\n')
+    (fake / "ldd").chmod(0o755)
+    r = _start_app(tmp_path=tmp_path, path_prefix=fake, DISPLAY=":0")
+    _no_abort(r)
+    assert "missing (libxcb-cursor.so.0, libxcb-icccm.so.4)" in r.stderr
+    assert "bash installer/system-deps.sh" in r.stderr
+
+
+def test_an_unreachable_x_display_says_so(tmp_path):
+    number = next(n for n in range(917, 999) if not Path(f"/tmp/.X11-unix/X{n}").exists())
+    r = _start_app(tmp_path=tmp_path, DISPLAY=f":{number}")
+    _no_abort(r)
+    assert f"cannot connect to the X display ':{number}'" in r.stderr
+
+
+@pytest.mark.parametrize("env, problem", [
+    ({}, "there is no display"),
+    ({"QT_QPA_PLATFORM": "offscreen"}, None),                   # chosen on purpose
+    ({"QT_QPA_PLATFORM": "vnc"}, None),
+    ({"QT_QPA_PLATFORM": "xcb", "WAYLAND_DISPLAY": "wayland-0"}, "there is no display"),  # xcb needs DISPLAY
+    ({"QT_QPA_PLATFORM": "wayland", "WAYLAND_DISPLAY": "wayland-0"}, None),
+    ({"WAYLAND_DISPLAY": "wayland-0"}, None),
+])
+def test_display_problem(monkeypatch, env, problem):
+    from mbexplorer.gui.app import display_problem
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    found = display_problem()
+    assert (found is None) if problem is None else (problem in found), found

@@ -519,3 +519,102 @@ def test_custom_dialog_offers_every_interpolation_decoder_and_alpha(qtbot, class
     assert (dlg.interpolation.currentData(), dlg.decoder.currentData(), dlg.alpha.currentData()) == \
         ("cv2", "cv2", "white")
     dlg.reject()
+
+
+def assert_strip_items_whole_and_clickable(qtbot, panel):
+    """Every thumbnail item is laid out at its full size, and a click on one selects it."""
+    strip = panel.strip
+    for i in range(strip.count()):
+        rect = strip.visualItemRect(strip.item(i))
+        assert rect.height() == strip.item_size.height() > strip.iconSize().height(), (i, rect)
+    target = min(2, strip.count() - 1)
+    rect = strip.visualItemRect(strip.item(target))
+    qtbot.mouseClick(strip.viewport(), Qt.LeftButton, pos=rect.center())
+    assert strip.currentRow() == target and panel.current() is panel.entries[target]
+    assert panel.details.info.text().startswith(panel.entries[target].path.name)
+
+
+def test_images_added_while_the_tab_shows(qtbot, small_window, tmp_path, monkeypatch):
+    """Add folder… / Add images… with the Classify tab on screen (not at start-up): the strip laid its items
+    out before their icons existed and kept that ~14 px height (uniform item sizes), so thumbnails showed as
+    slivers and clicks selected nothing."""
+    from PySide6.QtWidgets import QFileDialog
+
+    panel = small_window.classify
+    small_window.tabs.setCurrentWidget(panel)
+    qtbot.waitUntil(panel.strip.isVisible)
+    paths = write_images(tmp_path / "photos", 4)
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(tmp_path / "photos"))
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.folder_button.click()
+    assert panel.strip.count() == 4
+    assert_strip_items_whole_and_clickable(qtbot, panel)
+    # Clear, then Add images…
+    panel.clear_button.click()
+    assert panel.strip.count() == 0
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(p) for p in paths[:3]], ""))
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.add_button.click()
+    assert panel.strip.count() == 3
+    assert_strip_items_whole_and_clickable(qtbot, panel)
+    # and more added to those
+    extra = write_images(tmp_path / "more", 6)[4:]
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.add_paths(extra)
+    assert panel.strip.count() == 5
+    assert_strip_items_whole_and_clickable(qtbot, panel)
+
+
+def test_compare_fits_a_1280_by_768_screen(qtbot, classified):
+    """Two models side by side at 1280x768: the window keeps its size, the toolbar wraps instead of clipping,
+    the details need no horizontal scrollbar and both top-k lists are on screen."""
+    window, panel = classified
+    window.tabs.setCurrentWidget(panel)
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.compare_with_build({"family": "mobilenet_v3_small", "width": 0.5, "resolution": 96})
+    window.resize(1280, 768)
+    qtbot.waitUntil(lambda: window.size().width() == 1280 and window.size().height() == 768)
+    qtbot.wait(50)  # layouts settle
+    assert window.width() == 1280 and window.minimumSizeHint().width() <= 1280
+    assert panel.minimumSizeHint().width() < 500  # the classify tab is not what makes the window wide
+    for button in (panel.add_button, panel.compare_button, panel.export_button, panel.labels_button):
+        right = button.mapTo(panel, button.rect().bottomRight())
+        assert button.isVisible() and right.x() < panel.width() and right.y() < panel.strip.y(), button.text()
+    scroll = panel.details_scroll
+    assert not scroll.horizontalScrollBar().isVisible()
+    viewport = scroll.viewport()
+    for slot in ("A", "B"):
+        bars = panel.details.views[slot].bars
+        assert bars.isVisible() and len(bars.rows) == 5
+        corners = [bars.mapTo(viewport, p) for p in (bars.rect().topLeft(), bars.rect().bottomRight())]
+        assert all(viewport.rect().contains(p) for p in corners), slot
+
+
+def test_random_weights_are_said_in_the_details(qtbot, classified, model_file):
+    window, panel = classified
+    view = panel.details.views["A"]
+    assert view.warning.isVisible() and view.warning.text() == "random weights: predictions are meaningless"
+    # a saved builder model says so too, the compared one as well
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        panel.compare_with_path(model_file("mobilenet_v1", 0.25, 96))
+    assert panel.details.views["B"].warning.isVisible()
+
+
+@pytest.mark.shared
+def test_quantized_top_k_marks_ties_and_stops_at_zero(qtbot, window, shared_dir, open_and_wait):
+    open_and_wait(window, shared_dir / "models" / "mobilenet_v2_1.0_224_quant.tflite")
+    panel = window.classify
+    with qtbot.waitSignal(panel.runFinished, timeout=RUN_MS):
+        window.classify_images([shared_dir / "images" / "cat.bmp", shared_dir / "images" / "parrot.jpg"])
+    panel.k.setValue(8)
+    panel.select(0)  # cat.bmp: three classes, three tied at 0.004, the rest at 0
+    bars = panel.details.views["A"].bars
+    assert [t.index for t in bars.rows] == [286, 282, 283, 729, 754, 812]
+    assert [e.tied for e in bars.entries] == [False, False, False, True, True, True]
+    assert bars.footer == "995 more classes at 0.000"
+    lines = bars.text().splitlines()
+    assert lines[3].startswith("4= plastic bag") and lines[5].startswith("4= ") and lines[-1] == bars.footer
+    assert bars.height() == 7 * 24 + 4  # six rows and the footer line
+    assert not panel.details.views["A"].warning.isVisible()  # trained weights
+    panel.select(1)  # parrot.jpg: one class, nothing else above 0
+    assert [t.label for t in bars.rows] == ["macaw"] and bars.footer == "1000 more classes at 0.000"

@@ -4,9 +4,12 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import pytest  # noqa: E402
 from PySide6.QtCore import QPointF, Qt  # noqa: E402
 
+from mbexplorer.core.formatting import si, size_bytes  # noqa: E402
 from mbexplorer.gui.graph_items import BOX_H, OpItem  # noqa: E402
+from mbexplorer.gui.graph_view import FIT_MIN_ZOOM  # noqa: E402
 
 
 def test_builds_v2_on_the_worker(qtbot, window):
@@ -103,8 +106,75 @@ def test_zoom_and_fit(v2_window):
     g.zoom_out()
     assert g.zoom() < z
     g.fit()
-    assert g.visible_scene_rect().contains(g.block_items[-1].sceneBoundingRect().center())
-    assert g.visible_scene_rect().contains(g.block_items[0].sceneBoundingRect().center())
+    # the column of blocks across the width, from the top, at a readable zoom: not the whole model in one view
+    assert FIT_MIN_ZOOM <= g.zoom() <= 1.0
+    assert g.graph.sceneRect().width() * g.zoom() <= g.viewport().width() or g.zoom() == FIT_MIN_ZOOM
+    seen = g.visible_scene_rect()
+    assert seen.contains(g.block_items[0].sceneBoundingRect())
+    assert not seen.contains(g.block_items[-1].sceneBoundingRect().center())  # 19 blocks: the rest scroll
+    assert g.verticalScrollBar().value() == g.verticalScrollBar().minimum()
+
+
+def test_fit_keeps_a_long_model_readable(qtbot, analyses):
+    """A narrow view and a long model: Fit stops at FIT_MIN_ZOOM (text is drawn from TEXT_LOD up) rather than
+    shrinking 19 blocks, or 150, to specks; it starts at the top."""
+    from mbexplorer.core.overlays import mac_share
+    from mbexplorer.gui.graph_items import TEXT_LOD
+    from mbexplorer.gui.graph_view import GraphView
+
+    a = analyses("mobilenet_v2")
+    g = GraphView()
+    qtbot.addWidget(g)
+    g.resize(200, 500)
+    g.show()
+    qtbot.waitExposed(g)
+    g.set_analysis(a, a.costs.block_totals(), mac_share(a.costs))
+    g.zoom_out()
+    g.fit()
+    assert g.zoom() == FIT_MIN_ZOOM > TEXT_LOD
+    assert g.visible_scene_rect().top() <= g.block_items[0].y()
+    g.resize(800, 500)
+    g.fit()
+    assert g.zoom() == 1.0  # never larger than life
+
+
+def test_block_cards_show_the_coloured_metric(v2_window):
+    w = v2_window
+    items = w.graph.block_items
+    stats = w.state.block_totals
+    assert items[5].card_text == f"MACs {si(stats[5]['macs'])}"
+    w.graph_panel.set_overlay_name("params share")
+    assert items[5].card_text == f"params {si(stats[5]['params'])}"
+    assert all(i.card_text.startswith("params ") for i in items)
+    w.graph_panel.set_overlay_name("activation memory share")
+    assert items[5].card_text == f"activations written {size_bytes(stats[5]['activation_bytes'])}"
+    w.graph_panel.set_overlay_name("params share")
+    w.layers.set_convention("torchvision")  # params follow the convention: so does the card
+    assert items[0].card_text == f"params {si(w.state.block_totals[0]['params'])}"
+
+
+@pytest.mark.shared
+def test_qdq_ops_folded_in_expanded_blocks(window, shared_dir):
+    from mbexplorer.core.analysis import open_model
+
+    a = open_model(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    window.show_analysis(a, {"path": "x"})
+    g = window.graph
+    assert not window.act_qdq.isChecked()
+    g.expand(1)
+    item = g.block_items[1]
+    assert [o.op_type for o in item.op_items] == ["Conv", "Clip", "Conv", "Clip"]
+    assert item.n_ops == 4 and item.folded == 8
+    assert len(item.inner_edges._heads) == 4  # entry + conv→clip→conv→clip, through the folded Q/DQ pairs
+    below = g.block_items[2].y()
+    window.act_qdq.trigger()  # View ▸ Show Q/DQ ops: the same setting as the table's Show Q/DQ
+    assert window.state.show_qdq and window.layers.qdq_check.isChecked() and window.act_qdq.isChecked()
+    assert g.is_expanded(1) and len(item.op_items) == 12
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {o.op_type for o in item.op_items}
+    assert g.block_items[2].y() > below  # laid out again
+    window.layers.qdq_check.setChecked(False)
+    assert not window.act_qdq.isChecked()
+    assert len(item.op_items) == 4 and g.block_items[2].y() == below
 
 
 def test_ctrl_wheel_zooms_and_plain_wheel_scrolls(qtbot, v2_window):

@@ -4,6 +4,9 @@ import csv
 import io
 import os
 
+import pytest
+from onnx import numpy_helper
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from PySide6.QtCore import Qt  # noqa: E402
@@ -141,3 +144,119 @@ def test_model_tab(v2_window):
     bn = headers.index("params: BN γ/β")  # params split by term, as the CLI prints them
     assert info.conv_table.item(0, bn).text() == "0" and info.conv_table.item(1, bn).text() == "34,112"
     assert "601,548,544" in info.totals["flops"].text()
+
+
+def test_name_column_takes_the_spare_width(qtbot, v2_window):
+    w = v2_window
+    lay = w.layers
+    head = lay.table.horizontalHeader()
+    name = COL["name"]
+
+    def others():
+        return sum(head.sectionSize(c) for c in range(head.count()) if c != name and not head.isSectionHidden(c))
+
+    w.resize(2600, 800)
+    qtbot.waitUntil(lambda: head.sectionSize(name) == lay.table.viewport().width() - others())
+    assert head.sectionSize(name) > lay._name_min  # wider than its sample: it took the spare width
+    assert head.length() == lay.table.viewport().width()  # no empty band right of the last column
+    wide = head.sectionSize(name)
+    lay.set_overlay_column("MACs share")  # another column: the name gives it room
+    qtbot.waitUntil(lambda: head.sectionSize(name) < wide)
+    assert head.length() == lay.table.viewport().width()
+    w.resize(900, 800)
+    qtbot.waitUntil(lambda: head.sectionSize(name) == lay._name_min)  # never narrower than its sample
+
+
+def test_live_bytes_column_and_peak_total(v2_window):
+    lay = v2_window.layers
+    t = v2_window.state.totals
+    assert lay.totals()["live_bytes"] == t["peak_activation_bytes"] == 2 * 96 * 112 * 112 * 4
+    assert lay.totals_row.item(0, COL["live_bytes"]).text() == f"{t['peak_activation_bytes']:,}"  # a peak, not a sum
+    assert "peak activations 9.19 MiB" in lay.totals_plain and "sum of all activations" in lay.totals_plain
+    assert "peak" in lay.model.headerData(COL["live_bytes"], Qt.Horizontal, Qt.ToolTipRole)
+    assert "peak activations 9.19 MiB" in v2_window.summary_label.text()
+    # a float model: no Q/DQ to fold, no quantization columns
+    assert lay.qdq_check.isHidden()
+    assert all(lay.table.isColumnHidden(COL[k]) for k in ("out_dtype", "out_scale", "out_zero_point"))
+
+
+@pytest.fixture(scope="module")
+def quant_analysis(shared_dir):
+    from mbexplorer.core.analysis import open_model
+
+    return open_model(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+
+
+@pytest.mark.shared
+def test_qdq_rows_folded_with_quantization_columns(window, quant_analysis):
+    """Quantize/Dequantize rows are folded away by default; the layers they belong to carry the dtype, scale and
+    zero point of what they write; the totals are the same whether the rows are shown or not."""
+    w = window
+    w.show_analysis(quant_analysis, {"path": "x"})
+    lay = w.layers
+    m = lay.model
+    total = m.rowCount()
+    qdq = m.qdq_rows()
+    assert qdq == 119 and not w.state.show_qdq
+    assert lay.proxy.rowCount() == total - qdq
+    assert not set(shown_column(lay, COL["op_type"])) & {"QuantizeLinear", "DequantizeLinear"}
+    assert not lay.qdq_check.isHidden()
+    folded = lay.totals()
+    assert "All 179 layers (119 Q/DQ folded)" in lay.totals_plain
+    # the stem conv writes uint8 through its fused Relu6: the TFLite tensor's scale and zero point
+    gi = quant_analysis.index
+    conv = next(n.name for n in gi.nodes if n.op_type == "Conv")
+    row = m.row_of(conv)
+    clip = gi.nodes[gi.consumers[gi.nodes[gi.index[conv]].output[0]][0]]
+    q = gi.nodes[gi.consumers[clip.output[0]][0]]  # conv -> Clip (Relu6) -> QuantizeLinear
+    assert (clip.op_type, q.op_type) == ("Clip", "QuantizeLinear")
+    scale = numpy_helper.to_array(gi.initializers[q.input[1]])
+    zp = numpy_helper.to_array(gi.initializers[q.input[2]])
+    assert [m.index(row, COL[k]).data() for k in ("out_dtype", "out_scale", "out_zero_point")] == \
+        ["uint8", f"{float(scale):.6g}", str(int(zp))]
+    assert not any(lay.table.isColumnHidden(COL[k]) for k in ("out_dtype", "out_scale", "out_zero_point"))
+    lay.qdq_check.setChecked(True)  # the state's setting: the graph follows too
+    assert w.state.show_qdq and w.act_qdq.isChecked() and w.graph.graph.show_qdq
+    assert lay.proxy.rowCount() == total
+    shown = lay.totals()
+    assert {k: v for k, v in shown.items() if k != "folded"} == {k: v for k, v in folded.items() if k != "folded"}
+    assert shown["folded"] == 0 and "folded" not in lay.totals_plain
+    w.state.show_qdq = False
+    assert lay.proxy.rowCount() == total - qdq and not lay.qdq_check.isChecked()
+    lay.set_op_filter("DequantizeLinear")  # picking a Q/DQ op type shows its rows even while folded
+    assert lay.proxy.rowCount() == 88
+
+
+@pytest.mark.shared
+def test_per_channel_quantization_column(window, shared_dir):
+    from mbexplorer.core.analysis import open_model
+
+    a = open_model(shared_dir / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    window.show_analysis(a, {"path": "x"})
+    lay = window.layers
+    window.state.show_qdq = True
+    scales = set(shown_column(lay, COL["out_scale"]))
+    assert "per-channel (32)" in scales and "per-channel (1280)" in scales  # weight DequantizeLinear rows
+    assert "per-channel (32)" in set(shown_column(lay, COL["out_zero_point"]))
+
+
+@pytest.mark.shared
+def test_model_tab_source_file_section(window, quant_analysis, analyses):
+    w = window
+    w.show_analysis(quant_analysis, {"path": "x"})
+    w.tabs.setCurrentWidget(w.info)
+    info = w.info
+    assert not info.source_box.isHidden()
+    t = info.source_table
+    rows = [[t.item(r, c).text() for c in range(t.columnCount())] for r in range(t.rowCount())]
+    assert rows == [["input", "input", "uint8", "1×128×128×3", "0.0078125 (1/128)", "128"],
+                    ["output", "MobilenetV1/Predictions/Reshape_1", "uint8", "1×1001", "0.00390625 (1/256)", "0"]]
+    assert "CONV_2D 15" in info.source_ops.text() and "DEPTHWISE_CONV_2D 13" in info.source_ops.text()
+    assert "ONNX" in info.io_box.title() and info.io_table.item(1, 2).text() == "float32"
+    peak = quant_analysis.costs.totals()["peak_activation_bytes"]
+    assert info.totals["peak_activation_bytes"].text() == "240.00 KiB" and peak == 240 * 1024
+    assert info.totals["activation_bytes"].text() == "5.51 MiB"
+    assert "Sum of all activations" in info.totals_labels["activation_bytes"].text()
+    # a built (ONNX) model has no source section
+    w.show_analysis(analyses("mobilenet_v2"), {"build": {}})
+    assert info.source_box.isHidden() and info.io_box.title() == "Inputs and outputs"

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from ..errors import InputShapeError, ModelLoadError, UnsupportedOperatorError
+from ..formatting import plural
 from ..onnx_write import GraphWriter
 
 NCHW, NHWC = "NCHW", "NHWC"
@@ -267,7 +268,8 @@ class Converter(GraphWriter):
             return {n: np.asarray(a) for n, (_, a) in zip(names, got)}
         if len(got) < len([r for r in roles if r != "count"]):
             raise ModelLoadError(
-                f"Keras layer '{layer.name}' ({cls}) has {len(got)} weights in the file; it needs {', '.join(roles)}.")
+                f"Keras layer '{layer.name}' ({cls}) has {plural(len(got), 'weight')} in the file; "
+                f"it needs {', '.join(roles)}.")
         return {r: np.asarray(a) for r, (_, a) in zip(roles, got)}
 
     def expect(self, name: str, arr: np.ndarray, shape: tuple) -> np.ndarray:
@@ -383,7 +385,7 @@ class Converter(GraphWriter):
         if lay.sub is not None:
             sub = lay.sub
             if len(ins) != len(sub.inputs):
-                raise self.bad(f"the nested model takes {len(sub.inputs)} inputs, it is given {len(ins)}")
+                raise self.bad(f"the nested model takes {plural(len(sub.inputs), 'input')}, it is given {len(ins)}")
             outs = self.run(sub, dict(zip(sub.inputs, ins)), suffix)
             self.layer = lay
             return outs

@@ -72,6 +72,21 @@ def import_tflite(path: str | os.PathLike, data: bytes | None = None) -> LoadedM
         pre = {"source": "tflite", "normalization": norm, "input_dtype": in_t.dtype.name, "layout": layout}
     loaded.preprocessing = pre
     loaded.labels = labels
+
+    def io(t) -> dict:  # the file's own view of a tensor, beside the ONNX one the app runs
+        q = t.quant if t.quantized else None
+        quant = None if q is None else (
+            {"scale": float(q.scale[0]), "zero_point": int(q.zero_point[0])} if not q.per_channel else
+            {"scale": [float(v) for v in q.scale], "zero_point": [int(v) for v in q.zero_point], "axis": q.axis})
+        return {"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape),
+                "layout": "NHWC" if len(t.shape) == 4 else None, "quantization": quant}
+
+    ops: dict[str, int] = {}
+    for op in g.operators:
+        ops[op.op] = ops.get(op.op, 0) + 1
+    loaded.source = {"format": "tflite", "version": g.version, "description": g.description,
+                     "inputs": [io(g.tensors[i]) for i in g.inputs], "outputs": [io(g.tensors[i]) for i in g.outputs],
+                     "operators": ops}
     if quantized:
         twin_proto = convert(g, stem, qdq=False)
         twin = from_proto(twin_proto, name=f"{stem}_float_twin", **common)

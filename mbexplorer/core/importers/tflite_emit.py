@@ -228,6 +228,8 @@ class Emitter(GraphWriter):
             return self.cache[key]
         t = self.g.tensors[src]
         data, q = t.data, t.quant
+        if data is None:  # an input the op needs constant (weights, bias) is an activation, or lost its buffer
+            raise self.unsupported(f"needs input '{t.name}' to be a constant")
         axis = q.axis if q is not None else 0
         if rank is not None and data.ndim < rank:
             k = rank - data.ndim

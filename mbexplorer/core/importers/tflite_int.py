@@ -98,8 +98,13 @@ def hard_swish_table(in_scale: float, in_zero: int, out_scale: float, out_zero: 
     info = np.iinfo(dtype)
     f32 = np.float32
     hires_scale = f32(1.0 / 128.0) * f32(in_scale)
-    out_mult, out_exp = _quantize_multiplier(float(f32(hires_scale / f32(out_scale))))
-    relu_mult, relu_exp = _quantize_multiplier(float(f32(hires_scale / f32(3.0 / 32768.0))))
+    with np.errstate(over="ignore"):  # scales far apart: an infinite ratio, refused below as TFLite does
+        out_ratio = float(f32(hires_scale / f32(out_scale)))
+        relu_ratio = float(f32(hires_scale / f32(3.0 / 32768.0)))
+    if not (math.isfinite(out_ratio) and math.isfinite(relu_ratio)):
+        return None
+    out_mult, out_exp = _quantize_multiplier(out_ratio)
+    relu_mult, relu_exp = _quantize_multiplier(relu_ratio)
     if out_exp > 0:
         return None
     out_mult, relu_mult = _to_int16_multiplier(out_mult), _to_int16_multiplier(relu_mult)
@@ -141,7 +146,8 @@ def add_params(a_scale: float, b_scale: float, out_scale: float, a_zero: int, b_
     """XNNPACK's quantized ADD as int64 constants [a_mult, b_mult, bias, divisor, out_zero - offset, lo, hi,
     out_zero] for ``add_function``; None where XNNPACK's own limits on the scale ratios rule it out."""
     f32 = np.float32
-    a_ratio, b_ratio = f32(a_scale) / f32(out_scale), f32(b_scale) / f32(out_scale)
+    with np.errstate(over="ignore"):  # scales far apart: an infinite ratio, outside XNNPACK's limits below
+        a_ratio, b_ratio = f32(a_scale) / f32(out_scale), f32(b_scale) / f32(out_scale)
     largest = max(abs(a_ratio), abs(b_ratio))
     if not (2.0 ** -10 <= min(abs(a_ratio), abs(b_ratio)) and largest < 2.0 ** 8):
         return None
@@ -189,9 +195,11 @@ CONV_ATTRS = (("kernel_shape", onnx.AttributeProto.INTS), ("strides", onnx.Attri
 
 
 def conv_requant_scale(in_scale: float, kernel_scales: np.ndarray, out_scale: float) -> np.ndarray:
-    """XNNPACK's per-channel requantization scale, in its order of float32 operations."""
+    """XNNPACK's per-channel requantization scale, in its order of float32 operations (infinite where scales
+    far apart overflow float32: the caller checks)."""
     f32 = np.float32
-    return ((f32(in_scale) * kernel_scales.astype(f32)) / f32(out_scale)).astype(f32)
+    with np.errstate(over="ignore"):
+        return ((f32(in_scale) * kernel_scales.astype(f32)) / f32(out_scale)).astype(f32)
 
 
 def conv_is_exact_in_float(weights: np.ndarray, in_zero: int, dtype, depthwise: bool) -> bool:

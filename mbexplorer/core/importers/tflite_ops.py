@@ -98,12 +98,14 @@ def _integer_conv_inputs(e: Emitter, op: Operator, inputs: list[str]) -> list[st
             and b_t.quant is not None and b_t.dtype == np.int32 and _per_tensor_8bit(x_t, y_t)
             and conv_is_exact_in_float(w_t.data, _scale_zero(x_t)[1], x_t.dtype, op.op != "CONV_2D")):
         return None
+    requant = conv_requant_scale(_scale_zero(x_t)[0], w_t.quant.scale, _scale_zero(y_t)[0])
+    if not np.isfinite(requant).all():  # scales too far apart for XNNPACK's kernel too: plain QDQ
+        return None
     w_q = e.integer_input(inputs[1])
     (xs, _), _ = e.qparams(op.inputs[0], NCHW)
     (ys, _), _ = e.qparams(op.outputs[0], NCHW)
     out = e.names[op.outputs[0]]
     cout = w_t.quant.scale.size
-    requant = conv_requant_scale(_scale_zero(x_t)[0], w_t.quant.scale, _scale_zero(y_t)[0])
     info, zero = np.iinfo(y_t.dtype), _scale_zero(y_t)[1]
     return [xs, w_q, e.init(f"{out}_b_q", b_t.data.astype(np.int32).reshape(cout, 1, 1)),
             e.init(f"{out}_requant", requant.reshape(cout, 1, 1)),

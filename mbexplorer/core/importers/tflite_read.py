@@ -19,6 +19,7 @@ from ..errors import (
     TruncatedModelError,
     UnsupportedOperatorError,
 )
+from ..formatting import plural
 
 # TensorType enum of the TFLite schema -> numpy dtype (None: a type this importer cannot hold)
 _TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 5: None, 6: np.bool_,
@@ -233,7 +234,7 @@ def _tensor(t, i: int, buffer_bytes) -> Tensor:
     if raw:
         count = int(np.prod(shape, dtype=np.int64)) if shape else 1
         if count * dtype.itemsize != len(raw):
-            raise _CorruptError(f"tensor '{tname}' holds {len(raw)} bytes for shape {shape}")
+            raise _CorruptError(f"tensor '{tname}' holds {plural(len(raw), 'byte')} for shape {shape}")
         arr = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(shape)
     return Tensor(i, tname, shape, dtype, quant, arr)
 
@@ -284,6 +285,33 @@ def _validate(g: TFLiteGraph, name: str, size: int) -> None:
             raise bad(f"constant '{t.name}' has shape {t.shape}")
         if t.quant is not None and t.quant.zero_point.size != t.quant.scale.size:
             raise bad(f"tensor '{t.name}' has {t.quant.scale.size} scales and {t.quant.zero_point.size} zero points")
+        if t.quant is not None and t.dtype.kind in "iu":
+            _check_quant(t, bad)
+
+
+_FLOAT_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_quant(t: Tensor, bad) -> None:
+    """Quantization the TFLite runtime can use: scales above 0 and small enough that every value of the
+    integer type is a finite float32 real value, zero points in the type's range, per-channel parameters along
+    an axis of that many channels. Checked before any arithmetic: a flipped bit here otherwise turns into
+    numpy overflow warnings, infinite weights or Python ints too large for int64 further on."""
+    q, info = t.quant, np.iinfo(t.dtype)
+    span = float(info.max) - float(info.min)
+    # compared in float32, never cast: a signalling nan warns when cast, comparisons are false for any nan;
+    # the limit one step below the quotient, so that rounding it cannot let span * scale overflow
+    limit = np.nextafter(np.float32(_FLOAT_MAX / span), np.float32(0))
+    wrong = ~((q.scale > 0) & (q.scale <= limit))
+    if wrong.any():
+        raise bad(f"tensor '{t.name}' has quantization scale {q.scale[wrong][0]}; a scale must be above 0 and "
+                  f"at most {_FLOAT_MAX / span:.3g} for {t.dtype.name}")
+    outside = (q.zero_point < info.min) | (q.zero_point > info.max)
+    if outside.any():
+        raise bad(f"tensor '{t.name}' has zero point {q.zero_point[outside][0]}, outside {t.dtype.name}'s range "
+                  f"{info.min} to {info.max}")
+    if q.per_channel and not (0 <= q.axis < len(t.shape) and t.shape[q.axis] == q.scale.size):
+        raise bad(f"tensor '{t.name}' of shape {t.shape} has {q.scale.size} scales along axis {q.axis}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from ..errors import (
 )
 from ..families import FAMILIES, ROUNDINGS
 from ..formats import state_dict_kind
+from ..formatting import plural
 from ..model import LoadedModel
 
 __all__ = [
@@ -309,7 +310,7 @@ def detect(keys) -> Guess:
             "MobileNetV4, ...), which the builder has no equivalent for.")
     shown = ", ".join(f"'{k}'" for k in sorted(keys)[:4])
     raise UnknownArchitectureError(
-        f"the {len(keys)} tensors (named like {shown}) are not a MobileNet state dict this app knows "
+        f"the {plural(len(keys), 'tensor')} (named like {shown}) are not a MobileNet state dict this app knows "
         "(torchvision mobilenet_v2 / mobilenet_v3_large / mobilenet_v3_small, timm mobilenetv1 / v2 / v3)."
     )
 
@@ -408,7 +409,8 @@ def _timm_v3_name(name: str, blocks: list[tuple[int, int]], layouts) -> str | No
     if len(convs) != len(roles):
         kind = "DepthwiseSeparable" if s == 0 else "InvertedResidual"
         raise _UnmappableError(
-            f"builder block features.{n} has {len(convs)} convolutions where timm's {kind} block {p} has {len(roles)}")
+            f"builder block features.{n} has {plural(len(convs), 'convolution')} where timm's {kind} block {p} "
+            f"has {len(roles)}")
     if dict(layout).get(j) == "se":
         mod = {"fc1": "se.conv_reduce", "fc2": "se.conv_expand"}[tail.split(".")[0]]
         return f"{p}.{mod}.{tail.split('.', 1)[1]}"
@@ -524,7 +526,8 @@ def _classes(guess: Guess, sd: Mapping[str, np.ndarray], num_classes: int | None
     if num_classes is not None:
         if found is not None and found != int(num_classes):
             raise StateDictMismatchError(
-                f"the classifier '{key}' has {found} classes, not the {num_classes} asked for ({guess.describe()}).")
+                f"the classifier '{key}' has {plural(found, 'class', 'classes')}, not the {num_classes} asked for "
+                f"({guess.describe()}).")
         return int(num_classes)
     return found or 1000
 
@@ -613,7 +616,7 @@ def _fit(guess: Guess, sd: Mapping[str, np.ndarray], width: float | None, num_cl
     given = " as given" if width is not None else ""
     raise StateDictMismatchError(
         f"the tensors look like {guess.describe()} (closest: width {best.width:g}{given}, {best.rounding} rounding, "
-        f"{classes} classes) but do not fit it exactly: {best.describe()}{hint}."
+        f"{plural(classes, 'class', 'classes')}) but do not fit it exactly: {best.describe()}{hint}."
     )
 
 
