@@ -65,12 +65,12 @@ def test_the_real_window_opens_shows_the_model_and_quits(xvfb, shared_dir, tmp_p
 
     def xdotool(*args, check=True) -> str:
         return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, check=check,
-                              timeout=10).stdout.strip()
+                              timeout=30).stdout.strip()
 
     try:
         # the title names the model once it is shown; polled rather than `search --sync`, so that an app that
         # exits at once (a missing library: its message) fails the test at once
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # generous: CI's two cores may be busy
         while not (wid := xdotool("search", "--onlyvisible", "--name", MODEL, check=False)):
             if app.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"no window named {MODEL} (app exit code {app.poll()}); the app said:\n{output()}")
@@ -79,9 +79,9 @@ def test_the_real_window_opens_shows_the_model_and_quits(xvfb, shared_dir, tmp_p
         assert xdotool("getwindowname", wid) == f"{MODEL} — mbexplorer"
         xdotool("windowsize", "--sync", wid, "1280", "768")
         shot = tmp_path / "window.png"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while True:  # grabbed from the X server, as a user sees it: wait for the repaint at the new size
-            subprocess.run(["import", "-window", wid, str(shot)], env=env, check=True, timeout=10)
+            subprocess.run(["import", "-window", wid, str(shot)], env=env, check=True, timeout=30)
             size, colours = _colours(shot)
             if (size == (1280, 768) and colours > 1_000) or time.monotonic() > deadline:
                 break
@@ -90,7 +90,7 @@ def test_the_real_window_opens_shows_the_model_and_quits(xvfb, shared_dir, tmp_p
         assert colours > 1_000, f"the window looks blank ({colours} colours)"
         xdotool("windowfocus", "--sync", wid)
         xdotool("key", "ctrl+q")
-        rc = app.wait(15)
+        rc = app.wait(30)
     finally:
         if app.poll() is None:
             app.kill()
