@@ -220,6 +220,77 @@ def cmd_predict(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_compare(args) -> int:
+    from .core.compare import compare_job
+    from .core.decoding import image_files
+    from .core.formats import IMAGE_SUFFIXES
+    from .core.jobs import run
+    from .core.loading import load
+    from .core.outputs import write_atomically
+
+    inputs = [args.model] + ([args.other] if args.other else [])
+    if args.csv:
+        check_output(args.csv, inputs=inputs, force=args.force, suffixes=(".csv",), what="CSV",
+                     input_name="a model")
+    images = image_files(args.images)
+    if not images:
+        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    if args.other:  # two files: the first is the float one
+        float_model, quant_model = load(args.model), load(args.other)
+    else:
+        quant_model = load(args.model)
+        float_model = getattr(quant_model, "float_twin", None)
+        if float_model is None:
+            raise MbxError(f"{Path(args.model).name} has no float twin (only a quantized TFLite model has one); "
+                           "give the float model and the quantized one.")
+    c = run(compare_job(float_model, quant_model, images, _preset_choice(args)),
+            lambda ev: print(f"warning: {ev.message}", file=sys.stderr) if getattr(ev, "level", "") == "warning"
+            else None)
+    if not c.images:
+        raise MbxError("no image could be read; nothing was compared.")
+    result = c.to_dict()
+    keys = ["name", "quant_name", "node", "op_type", "block", "sqnr_db", "cosine", "mse", "max_abs", "rel_l2",
+            "isolated_sqnr_db"]
+    if args.csv:
+        import csv
+        import io
+
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(keys)
+        w.writerows([["" if r[k] is None else r[k] for k in keys] for r in result["tensors"]])
+        try:
+            write_atomically(args.csv, buf.getvalue())
+        except OSError as exc:
+            raise MbxError(f"cannot write {args.csv}: {exc.strerror or exc}") from exc
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)  # an identical tensor's SQNR is inf: written as Infinity
+        print()
+        return 0
+    rows = result["tensors"]
+    worst = min(range(len(rows)), key=lambda i: rows[i]["sqnr_db"]) if rows else None
+    w = max([len("tensor")] + [len(r["name"]) for r in rows])
+    print(f"{float_model.name} (float) vs {quant_model.name} (quantized), {plural(c.images, 'image')}")
+    print(f"  {'tensor':<{w}} {'op':<12} {'SQNR dB':>8} {'cosine':>8} {'rel L2':>8} {'max abs':>9}")
+    for i, r in enumerate(rows):
+        mark = "<" if i == worst else " "
+        print(f"{mark} {r['name']:<{w}} {r['op_type']:<12} {r['sqnr_db']:>8.2f} {r['cosine']:>8.5f} "
+              f"{r['rel_l2']:>8.4f} {r['max_abs']:>9.4g}")
+    if worst is not None:
+        print(f"< worst: {rows[worst]['name']} ({rows[worst]['block']}), {rows[worst]['sqnr_db']:.2f} dB")
+    if result["unmatched"]:
+        print(f"not matched: {plural(len(result['unmatched']), 'tensor')}: {', '.join(result['unmatched'][:5])}"
+              + (" …" if len(result["unmatched"]) > 5 else ""))
+    if result["weights"]:
+        wr = min(result["weights"], key=lambda r: r["worst_channel_sqnr_db"])
+        print(f"weights: worst channel {wr['worst_channel']} of {wr['name']}, {wr['worst_channel_sqnr_db']:.2f} dB "
+              f"(whole weight {wr['sqnr_db']:.2f} dB)")
+    o = result["output"]
+    print(f"output: top-1 agreement {o['top1_agreement']:.1%}, top-5 agreement {o['top5_agreement']:.1%}, "
+          f"SQNR {o['sqnr_db']:.2f} dB")
+    return 0
+
+
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -321,6 +392,45 @@ def cmd_convert(args) -> int:
                            source_path=model.source_path, sha256=model.sha256, file_size=model.file_size)
     written = [(model, out)] + ([(model.float_twin, twin)] if twin else [])
     _save([(m, path, f"{m.name} from {m.source_format}") for m, path in written])
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from .core.decoding import image_files
+    from .core.formats import IMAGE_SUFFIXES
+    from .core.jobs import Log, Progress, run
+    from .core.loading import load
+    from .core.onnx_write import save_model
+    from .core.quantize import quantize_job
+
+    images = image_files(args.calib)
+    if not images:
+        raise MbxError(f"no images found in {', '.join(args.calib)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    out = _check_onnx_output(args.output, args, [args.model, *images])  # before calibration: a bad -o costs nothing
+    model = load(args.model)
+    tty = sys.stderr.isatty()
+
+    def show(event) -> None:
+        if isinstance(event, Log):  # warnings always; progress only on a terminal, never into a log file
+            print(f"{event.level}: {event.message}", file=sys.stderr)
+        elif isinstance(event, Progress) and tty:
+            print(f"\r{event.fraction:4.0%} {event.message}\033[K", end="", file=sys.stderr, flush=True)
+
+    try:
+        quantized = run(quantize_job(model, images, preset=_preset_choice(args), per_channel=args.per_channel,
+                                     method=args.method, activations=args.activations, weights=args.weights,
+                                     exclude=args.exclude or ()), show)
+    finally:
+        if tty:
+            print(file=sys.stderr)
+    try:
+        save_model(quantized.model, out)
+    except OSError as exc:
+        raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    excluded = f", {plural(len(args.exclude), 'node')} excluded" if args.exclude else ""
+    print(f"wrote {out} ({out.stat().st_size:,} bytes): {quantized.name}, QDQ, calibrated on "
+          f"{plural(len(images), 'image')} ({args.method}), activations {args.activations}, weights {args.weights} "
+          f"{'per channel' if args.per_channel else 'per tensor'}{excluded}")
     return 0
 
 
@@ -427,6 +537,46 @@ def _add_preprocess(sub) -> None:
     pp.set_defaults(func=cmd_preprocess)
 
 
+def _add_quantize(sub) -> None:
+    q = sub.add_parser("quantize", help="quantize a float model statically (QDQ), calibrated on images",
+                       description="Quantize a float model with onnxruntime's static quantizer (QDQ format), "
+                                   "calibrated on images through the model's preprocessing.")
+    q.add_argument("model")
+    q.add_argument("--calib", nargs="+", required=True, metavar="IMAGE", help="calibration images or folders")
+    q.add_argument("--preset", choices=["auto"] + [p for p in PRESETS if p != "custom"], metavar="NAME",
+                   help="preprocessing preset of the calibration images (default: the one the model's source implies)")
+    q.add_argument("--per-channel", action="store_true",
+                   help="one weight scale per output channel (MobileNets' depthwise layers need it)")
+    q.add_argument("--method", choices=["minmax", "entropy", "percentile", "distribution"], default="minmax",
+                   help="calibration method (default minmax)")
+    q.add_argument("--activations", choices=["uint8", "int8"], default="uint8", help="activation type (uint8)")
+    q.add_argument("--weights", choices=["uint8", "int8"], default="uint8", help="weight type (uint8)")
+    q.add_argument("--exclude", nargs="+", action="extend", metavar="NODE", help="node names to leave in float")
+    q.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    q.add_argument("--force", action="store_true", help="replace an existing output file")
+    q.set_defaults(func=cmd_quantize)
+
+
+def _add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="compare a float model and a quantized one, layer by layer, on images",
+                       description=textwrap.fill(
+                           "Per matched tensor: SQNR, cosine, MSE, max abs error and relative L2 of the quantized "
+                           "model's value against the float one, accumulated over the images; the output's top-1 "
+                           "and top-5 agreement; each Conv/Gemm weight's SQNR, per output channel too. One "
+                           "quantized TFLite model is compared with its float twin; with two models, the first "
+                           "is the float one.", 100),
+                       epilog=PRESET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("model", metavar="MODEL")
+    c.add_argument("other", nargs="?", metavar="OTHER", help="the quantized model, when MODEL is the float one")
+    c.add_argument("--images", nargs="+", required=True, metavar="DIR", help="image files or folders")
+    c.add_argument("--preset", choices=["auto"] + [p for p in PRESETS if p != "custom"], metavar="NAME",
+                   help="preprocessing preset for both models (default: each model's source picks it)")
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.add_argument("--csv", metavar="FILE", help="also write the per-tensor table as CSV")
+    c.add_argument("--force", action="store_true", help="replace an existing CSV file")
+    c.set_defaults(func=cmd_compare)
+
+
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbexplorer", description="Explore, run and profile MobileNet classifiers.")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -458,6 +608,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     _add_predict(sub)
     _add_preprocess(sub)
+    _add_compare(sub)
+    _add_quantize(sub)
 
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")

@@ -311,9 +311,17 @@ def preset(name: str, height: int = 224, width: int | None = None, layout: str =
     return customise(p, **custom)
 
 
+PRESET_KEY = "mbexplorer.preprocessing"  # ONNX metadata naming the preset a model takes (set by quantize)
+
+
 def source_preset(model) -> str:
-    """The preset a model's source implies: TFLite coral, Keras keras, TF.js tfjs, a PyTorch state dict
-    torchvision or timm by its naming, an ONNX file exported by PaddlePaddle paddle, anything else torchvision."""
+    """The preset a model's source implies: the one its ONNX metadata names (a model quantized here keeps its
+    float model's), else TFLite coral, Keras keras, TF.js tfjs, a PyTorch state dict torchvision or timm by its
+    naming, an ONNX file exported by PaddlePaddle paddle, anything else torchvision."""
+    proto = getattr(model, "model", None)
+    named = next((p.value for p in getattr(proto, "metadata_props", ()) if p.key == PRESET_KEY), None)
+    if named in PRESETS and named != "custom":
+        return named
     fmt = model.source_format
     if fmt == "tflite":
         return "coral"

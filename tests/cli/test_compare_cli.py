@@ -1,0 +1,33 @@
+"""`mbexplorer compare`: JSON keys, the text table, CSV output."""
+
+import json
+
+
+def test_compare_json_keys(mbx, shared_dir, tmp_path):
+    model = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    imgs = [shared_dir / "images" / n for n in ("cat.bmp", "bird.bmp")]
+    csv = tmp_path / "c.csv"
+    r = mbx("compare", model, "--images", *imgs, "--json", "--csv", csv)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert list(d) == ["tensors", "weights", "output", "unmatched"]
+    assert list(d["tensors"][0]) == ["name", "quant_name", "node", "op_type", "block", "sqnr_db", "cosine", "mse",
+                                     "max_abs", "rel_l2", "isolated_sqnr_db"]
+    assert list(d["weights"][0]) == ["name", "node", "sqnr_db", "worst_channel", "worst_channel_sqnr_db"]
+    assert list(d["output"]) == ["top1_agreement", "top5_agreement", "sqnr_db"]
+    assert len(csv.read_text().splitlines()) == len(d["tensors"]) + 1
+    assert mbx("compare", model, "--images", *imgs, "--csv", csv).returncode == 1  # exists, no --force
+
+
+def test_compare_two_files_text(mbx, shared_dir):
+    m = shared_dir / "models"
+    r = mbx("compare", m / "mobilenet_v1_0.25_224_1_default_1.tflite", m / "mobilenet_v1_0.25_224_quant.tflite",
+            "--images", shared_dir / "images" / "cat.bmp")
+    assert r.returncode == 0, r.stderr
+    assert "< worst:" in r.stdout and "top-1 agreement" in r.stdout
+
+
+def test_compare_float_alone_is_refused(mbx, shared_dir):
+    r = mbx("compare", shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite",
+            "--images", shared_dir / "images" / "cat.bmp")
+    assert r.returncode == 1 and "float twin" in r.stderr and len(r.stderr.strip().splitlines()) == 1

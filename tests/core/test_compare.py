@@ -1,0 +1,120 @@
+"""compare.py: pairing, and figures equal to numpy on tensors exposed by Session(extra_outputs=...)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mbexplorer.core.compare import Partial, compare_job, pair
+from mbexplorer.core.decoding import image_files
+from mbexplorer.core.jobs import run
+from mbexplorer.core.loading import load
+from mbexplorer.core.preprocess import for_model
+from mbexplorer.core.runtime import Session
+
+
+@pytest.fixture(scope="module")
+def twin(shared_dir):
+    q = load(shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite")
+    return q.float_twin, q
+
+
+def _images(shared_dir, n):
+    return image_files([shared_dir / "images"])[:n]
+
+
+def test_twin_pairs_every_activation_by_name(twin):
+    f, q = twin
+    p = pair(f, q)
+    assert not p.unmatched and len(p.pairs) == 58
+    assert all(x.by == "name" and x.name == x.quant_name for x in p.pairs)
+    assert all(x.block for x in p.pairs)
+    # by position alone, the same tensors come out (AvgPool's quantized twin is its value before rounding)
+    same = [x for x in pair(f, q, by_name=False).pairs if x.name == x.quant_name]
+    assert len(same) >= 57
+
+
+def test_separate_files_pair_by_position(shared_dir):
+    f = load(shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite")
+    q = load(shared_dir / "models" / "mobilenet_v1_0.25_224_quant.tflite")
+    assert len(pair(f, q).pairs) == 58  # the two converters kept the same names
+    p = pair(f, q, by_name=False)
+    assert len(p.pairs) == 57 and p.unmatched == ["MobilenetV1/Logits/SpatialSqueeze"]
+
+
+def test_figures_equal_numpy(twin, shared_dir):
+    f, q = twin
+    images = _images(shared_dir, 3)
+    events = []
+    c = run(compare_job(f, q, images), events.append)
+    assert [e.images for e in events if isinstance(e, Partial)] == [1, 2, 3]
+    res = c.to_dict()
+    names = [t["name"] for t in res["tensors"]]
+    qnames = [t["quant_name"] for t in res["tensors"]]
+    out = f.outputs[0].name
+    fs, qs = Session(f, extra_outputs=names), Session(q, extra_outputs=qnames)
+    fp, qp = for_model(f), for_model(q)
+    fv = {n: [] for n in names + [out]}
+    qv = {n: [] for n in qnames + [out]}
+    for path in images:
+        fr = fs.run({fs.input_names[0]: fp.tensor(path)})
+        qr = qs.run({qs.input_names[0]: qp.tensor(path)})
+        for n in fv:
+            fv[n].append(fr[n].astype(np.float64).ravel())
+        for n in qv:
+            qv[n].append(qr[n].astype(np.float64).ravel())
+    for t in res["tensors"]:
+        a, b = np.concatenate(fv[t["name"]]), np.concatenate(qv[t["quant_name"]])
+        e = a - b
+        with np.errstate(divide="ignore"):  # the input's Transpose is identical in both: inf dB
+            sqnr = 10 * np.log10((a @ a) / (e @ e))
+        want = {"sqnr_db": sqnr, "mse": np.mean(e * e), "max_abs": np.abs(e).max(),
+                "cosine": (a @ b) / np.linalg.norm(a) / np.linalg.norm(b),
+                "rel_l2": np.linalg.norm(e) / np.linalg.norm(a)}
+        for k, v in want.items():
+            assert t[k] == pytest.approx(v, rel=1e-6), (t["name"], k)
+        assert t["isolated_sqnr_db"] is None
+    fo, qo = fv[out], qv[out]
+    top1 = np.mean([np.argmax(x) == np.argmax(y) for x, y in zip(fo, qo)])
+    top5 = np.mean([np.argmax(x) in np.argsort(-y, kind="stable")[:5] for x, y in zip(fo, qo)])
+    a, b = np.concatenate(fo), np.concatenate(qo)
+    assert res["output"]["top1_agreement"] == pytest.approx(top1)
+    assert res["output"]["top5_agreement"] == pytest.approx(top5)
+    assert res["output"]["sqnr_db"] == pytest.approx(10 * np.log10((a @ a) / ((a - b) @ (a - b))), rel=1e-6)
+    # a float twin holds the dequantized weights exactly
+    assert len(res["weights"]) == 28 and all(w["sqnr_db"] == math.inf for w in res["weights"])
+
+
+def test_memory_flat(twin, shared_dir):
+    f, q = twin
+    small = run(compare_job(f, q, _images(shared_dir, 2)))
+    large = run(compare_job(f, q, _images(shared_dir, 6)))
+    assert large.images == 6
+    assert small.acc.sums.nbytes == large.acc.sums.nbytes == len(small.pairing.pairs) * 6 * 8
+
+
+def test_weights_per_channel(shared_dir):
+    q = load(shared_dir / "models" / "tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    f = q.float_twin
+    from mbexplorer.core.compare import weight_errors
+    assert all(w["sqnr_db"] == math.inf for w in weight_errors(f, q))  # per-channel scales read right
+    # a float model whose one channel of one depthwise weight moved: that channel is the worst, at numpy's SQNR
+    import onnx
+    from onnx import numpy_helper
+
+    from mbexplorer.core.model import from_proto
+    ws = weight_errors(f, q)
+    dw = next(w for w in ws if "depthwise" in w["name"])
+    proto = onnx.ModelProto()
+    proto.CopyFrom(f.model)
+    init = next(t for t in proto.graph.initializer if t.name == dw["name"])
+    arr = numpy_helper.to_array(init).copy()
+    orig = arr[5].astype(np.float64)
+    arr[5] *= 1.01
+    init.CopyFrom(numpy_helper.from_array(arr, init.name))
+    moved_model = from_proto(proto, name="moved", source_format="onnx")
+    moved = next(w for w in weight_errors(moved_model, q) if w["name"] == dw["name"])
+    assert moved["worst_channel"] == 5
+    new = arr[5].astype(np.float64)
+    assert moved["worst_channel_sqnr_db"] == pytest.approx(10 * np.log10((new**2).sum() / ((new - orig) ** 2).sum()),
+                                                           rel=1e-5)
