@@ -1,10 +1,12 @@
 """Drop-to-top-k for a 1080p JPEG and MobileNetV2 1.0/224 (torchvision preprocessing).
 
-Prints the split (decode / preprocess / infer / top-k) of the app's path (the Classify tab's: fast JPEG
-decoding on) and of the exact path ('mbexplorer predict', parity tests), the model's own inference time, and
-the same steps written by hand with PIL and onnxruntime, all measured in this run:
-  ratio 1 = app path / model inference        (target <= 2.0)
-  ratio 2 = app path / hand-written path       (target <= 1.10)
+Prints the split (decode / preprocess / infer / top-k) of the exact path (the default: 'mbexplorer predict' and
+the Classify tab, torchvision's pipeline to the bit) and of the opt-in fast path (JPEG draft decoding, an
+approximation), the model's own inference time, and the same steps written by hand with PIL and onnxruntime,
+all measured in this run:
+  ratio 1 = fast path / model inference              (target <= 2.0)
+  ratio 2 = fast path / hand-written draft path      (target <= 1.10)
+  ratio 3 = exact path / hand-written exact path     (target <= 1.10)
 It also prints the floor no decoder here gets under: the JPEG decoded at 1/8 scale, where entropy decoding
 is nearly all that is left.
 
@@ -96,14 +98,30 @@ def main() -> None:
             return np.argsort(-p)[:5]
 
         hand = median_ms(by_hand)
+
+        def by_hand_exact():  # torchvision's eval pipeline written out: whole decode, Resize(256), CenterCrop(224)
+            img = Image.open(jpeg).convert("RGB")
+            w, h = img.size
+            img = img.resize((int(256 * w / h), 256), Image.BILINEAR)
+            left = int(round((img.size[0] - 224) / 2.0))
+            a = np.asarray(img.crop((left, 16, left + 224, 240)), np.float32) / 255
+            a = ((a - mean) / std).transpose(2, 0, 1)[None]
+            logits = sess.run(None, {"input": np.ascontiguousarray(a)})[0][0]
+            p = np.exp(logits - logits.max())
+            p /= p.sum()
+            return np.argsort(-p)[:5]
+
+        hand_exact = median_ms(by_hand_exact)
         print(f"1080p JPEG -> top-5 with MobileNetV2 1.0/224 (median of {REPEAT})")
-        print("  app path split:   " + "  ".join(f"{k} {v:.2f} ms" for k, v in split.items()))
-        print("  exact path split: " + "  ".join(f"{k} {v:.2f} ms" for k, v in exact_split.items()))
+        print("  exact path split (default): " + "  ".join(f"{k} {v:.2f} ms" for k, v in exact_split.items()))
+        print("  fast path split (opt-in):   " + "  ".join(f"{k} {v:.2f} ms" for k, v in split.items()))
         print(f"  decode floor (1/8-scale decode, entropy decoding alone): {entropy:.2f} ms")
-        print(f"  app path (JPEG draft decode): {app:.2f} ms   exact path (full decode): {exact:.2f} ms")
-        print(f"  model inference alone: {infer:.2f} ms   hand-written PIL + onnxruntime: {hand:.2f} ms")
-        print(f"  ratio app / inference: {app / infer:.2f} (target <= 2.0)")
-        print(f"  ratio app / hand-written: {app / hand:.2f} (target <= 1.10)")
+        print(f"  exact path (full decode): {exact:.2f} ms   fast path (JPEG draft decode): {app:.2f} ms")
+        print(f"  model inference alone: {infer:.2f} ms   hand-written PIL + onnxruntime: draft {hand:.2f} ms, "
+              f"exact {hand_exact:.2f} ms")
+        print(f"  ratio fast / inference: {app / infer:.2f} (target <= 2.0)")
+        print(f"  ratio fast / hand-written draft: {app / hand:.2f} (target <= 1.10)")
+        print(f"  ratio exact / hand-written exact: {exact / hand_exact:.2f} (target <= 1.10)")
         print(f"  ratio exact path / inference: {exact / infer:.2f}")
         print(f"  ratio (decode floor + inference) / inference: {(entropy + infer) / infer:.2f}")
 
