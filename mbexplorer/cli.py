@@ -221,7 +221,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .core.compare import compare_job
+    from .core.compare import compare_job, strict_json
     from .core.decoding import image_files
     from .core.formats import IMAGE_SUFFIXES
     from .core.jobs import run
@@ -264,17 +264,18 @@ def cmd_compare(args) -> int:
         except OSError as exc:
             raise MbxError(f"cannot write {args.csv}: {exc.strerror or exc}") from exc
     if args.json:
-        json.dump(result, sys.stdout, indent=1)  # an identical tensor's SQNR is inf: written as Infinity
+        json.dump(strict_json(result), sys.stdout, indent=1, allow_nan=False)  # strict: null, never Infinity
         print()
         return 0
     rows = result["tensors"]
     worst = min(range(len(rows)), key=lambda i: rows[i]["sqnr_db"]) if rows else None
     w = max([len("tensor")] + [len(r["name"]) for r in rows])
     print(f"{float_model.name} (float) vs {quant_model.name} (quantized), {plural(c.images, 'image')}")
-    print(f"  {'tensor':<{w}} {'op':<12} {'SQNR dB':>8} {'cosine':>8} {'rel L2':>8} {'max abs':>9}")
+    print(f"  {'tensor':<{w}} {'op':<12} {'SQNR dB':>8} {'isolated':>8} {'cosine':>8} {'rel L2':>8} {'max abs':>9}")
     for i, r in enumerate(rows):
         mark = "<" if i == worst else " "
-        print(f"{mark} {r['name']:<{w}} {r['op_type']:<12} {r['sqnr_db']:>8.2f} {r['cosine']:>8.5f} "
+        iso = "-" if r["isolated_sqnr_db"] is None else f"{r['isolated_sqnr_db']:.2f}"
+        print(f"{mark} {r['name']:<{w}} {r['op_type']:<12} {r['sqnr_db']:>8.2f} {iso:>8} {r['cosine']:>8.5f} "
               f"{r['rel_l2']:>8.4f} {r['max_abs']:>9.4g}")
     if worst is not None:
         print(f"< worst: {rows[worst]['name']} ({rows[worst]['block']}), {rows[worst]['sqnr_db']:.2f} dB")
@@ -437,6 +438,8 @@ def cmd_quantize(args) -> int:
 def cmd_gui(args) -> int:
     if args.model and args.build:
         raise MbxError(f"give a model file or --build {args.build}, not both (the window opens one model).")
+    if args.compare and not (args.model or args.build):
+        raise MbxError("--compare needs a model to compare it with: give a model file too.")
     images = []
     if args.images:
         from .core.decoding import image_files
@@ -452,7 +455,8 @@ def cmd_gui(args) -> int:
         from PySide6.QtGui import QImageWriter
 
         formats = sorted("." + bytes(f).decode().lower() for f in QImageWriter.supportedImageFormats())
-        check_output(args.screenshot, inputs=[args.model] * bool(args.model) + images, force=args.force,
+        others = [m for m in (args.model, args.compare) if m]
+        check_output(args.screenshot, inputs=others + images, force=args.force,
                      suffixes=formats, what="the screenshot", input_name="one of the files it shows")
 
     from .gui.app import run_gui
@@ -461,7 +465,8 @@ def cmd_gui(args) -> int:
     if args.build:
         build = {"family": args.build, "width": args.width, "resolution": args.resolution,
                  "num_classes": args.classes, "fold_bn": args.fold_bn, "rounding": args.rounding}
-    return run_gui(model_path=args.model, screenshot=args.screenshot, build=build, images=args.images)
+    return run_gui(model_path=args.model, screenshot=args.screenshot, build=build, images=args.images,
+                   tab=args.tab, compare=args.compare)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -561,17 +566,23 @@ def _add_compare(sub) -> None:
     c = sub.add_parser("compare", help="compare a float model and a quantized one, layer by layer, on images",
                        description=textwrap.fill(
                            "Per matched tensor: SQNR, cosine, MSE, max abs error and relative L2 of the quantized "
-                           "model's value against the float one, accumulated over the images; the output's top-1 "
+                           "model's value against the float one, accumulated over the images; the isolated SQNR: "
+                           "the error that layer adds by itself (that layer quantized, its inputs taken from the "
+                           "float model; none where an input has no float counterpart); the output's top-1 "
                            "and top-5 agreement; each Conv/Gemm weight's SQNR, per output channel too. One "
                            "quantized TFLite model is compared with its float twin; with two models, the first "
-                           "is the float one.", 100),
+                           "is the float one.", 100) + "\n\n" + textwrap.fill(
+                           "--json is strict JSON: an SQNR that is infinite (the two values identical) is written "
+                           "null, and its entry gets \"identical\": true (\"isolated_identical\": true for the "
+                           "isolated SQNR); other non-finite figures are null too. The CSV writes inf.", 100),
                        epilog=PRESET_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("model", metavar="MODEL")
     c.add_argument("other", nargs="?", metavar="OTHER", help="the quantized model, when MODEL is the float one")
     c.add_argument("--images", nargs="+", required=True, metavar="DIR", help="image files or folders")
     c.add_argument("--preset", choices=["auto"] + [p for p in PRESETS if p != "custom"], metavar="NAME",
                    help="preprocessing preset for both models (default: each model's source picks it)")
-    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    c.add_argument("--json", action="store_true",
+                   help='print strict JSON instead of a table (an infinite SQNR: null, with "identical": true)')
     c.add_argument("--csv", metavar="FILE", help="also write the per-tensor table as CSV")
     c.add_argument("--force", action="store_true", help="replace an existing CSV file")
     c.set_defaults(func=cmd_compare)
@@ -589,6 +600,12 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="replace an existing screenshot file")
     g.add_argument("--images", nargs="+", metavar="IMAGE", help="images or folders to classify in the Classify tab")
     g.add_argument("--build", choices=FAMILIES, help="open a freshly built model instead of a file")
+    g.add_argument("--tab", choices=("layers", "model", "classify", "quantization"),
+                   help="the tab shown; quantization with --images compares the model on them (the screenshot "
+                        "waits for it)")
+    g.add_argument("--compare", metavar="OTHER",
+                   help="for the Quantization tab: a second model file (the float one, or its quantized version); "
+                        "by default a quantized TFLite is compared with its float twin")
     g.add_argument("--width", type=float, default=1.0)
     g.add_argument("--resolution", type=int, default=224)
     g.add_argument("--classes", type=int, default=1000)

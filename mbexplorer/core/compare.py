@@ -11,8 +11,13 @@ count), so memory stays flat however many images are run, and a partial result c
 * :func:`compare_job` runs both models on the images, each with its own exact input (``for_model``).
 * Weights: each matched Conv/Gemm's dequantized weight against the float one, whole and per output channel.
 
-Isolated error (one layer quantized, its inputs taken from the float model) is not computed yet:
-``isolated_sqnr_db`` is None.
+* Isolated error (:func:`isolated_model`): the error a layer adds by itself, that layer quantized and its inputs
+  taken from the float model. Each matched tensor's computing subgraph is cut out of the quantized model and all of
+  them run side by side in one small model, fed the float model's values of their inputs.
+
+Both models run once per image with every exposed tensor as an output; the sums are taken in the tensors' float32
+with float64 pairwise sums (:meth:`Accumulators.update_many`), so measuring stays a small share of the run time
+(``bench/bench_compare.py``); the quantized model runs on a worker thread meanwhile.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 from onnx import numpy_helper
 
 from .blocks import group_blocks
@@ -139,6 +146,150 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
 
 
 # --------------------------------------------------------------------------------------------------
+# isolated error
+
+
+@dataclass
+class Isolated:
+    """Every matched tensor's subgraph side by side in one model. ``feeds``: its input -> the float model's tensor
+    (or ``""``: the float model's input) to feed it; ``outputs[k]``: pair k's output there, None where it has none;
+    ``why``: pair k -> the reason it has none."""
+    model: onnx.ModelProto | None
+    feeds: dict[str, str]
+    outputs: list[str | None]
+    why: dict[int, str]
+
+
+def _const_nodes(gq: GraphIndex, t: str, nodes: set[int], inits: set[str]) -> bool:
+    """Add what computes the constant ``t`` (initializers, nodes); False when it needs an activation (a Shape)."""
+    if t in gq.initializers:
+        inits.add(t)
+        return True
+    i = gq.producer.get(t)
+    if i is None or not all(x in gq.constants for x in gq.nodes[i].input if x):
+        return False
+    nodes.add(i)
+    return all(_const_nodes(gq, x, nodes, inits) for x in gq.nodes[i].input if x)
+
+
+def _subgraph(gq: GraphIndex, qt: str, float_of: dict[str, str]) -> tuple[set[int], set[str], dict[str, str]] | str:
+    """The quantized model's nodes computing ``qt`` from float values: the DequantizeLinear making it and its
+    QuantizeLinear, the op before them (a model-local function node included), the Q/DQ on the op's activation
+    inputs and its constants (weights through their DQ); the inputs are cut where the float model's value of the
+    same tensor is known (``float_of``: quantized tensor -> float one). An unpaired input computed by an op that is
+    not a Q/DQ belongs to the layer too (TFLite's AveragePool is AveragePool then a rounding Add). Returns (nodes,
+    initializers, {cut tensor: float tensor}), or why there is none.
+
+    An op left in float (no Q/DQ on its output, no quantized weight: a node excluded from quantization) takes its
+    inputs after their Q→DQ: that Q/DQ is the quantized producer's output quantization, counted there, and a float
+    op adds no error of its own."""
+    nodes: set[int] = set()
+    inits: set[str] = set()
+    cuts: dict[str, str] = {}
+    t, i = qt, gq.producer.get(qt)
+    if i is not None and gq.nodes[i].op_type == "DequantizeLinear":
+        nodes.add(i)
+        t = gq.nodes[i].input[0]
+        i = gq.producer.get(t)
+        if i is not None and gq.nodes[i].op_type == "QuantizeLinear":
+            nodes.add(i)
+            t = gq.nodes[i].input[0]
+            i = gq.producer.get(t)
+    if i is None or gq.nodes[i].op_type in _QDQ:
+        return "no op computes it from float values (it is the dequantized model input)"
+    quantized = bool(nodes) or any(gq.nodes[gq.producer[x]].op_type == "DequantizeLinear"
+                                   for x in gq.nodes[i].input if x in gq.constants and x in gq.producer)
+
+    def take(i: int, depth: int) -> str | None:
+        nodes.add(i)
+        for x in gq.nodes[i].input:
+            if not x or x in gq.constants:
+                continue
+            u, chain = x, []  # a quantized layer's input Q→DQ is its own: cut before them
+            j = gq.producer.get(u)
+            if j is not None and gq.nodes[j].op_type == "DequantizeLinear":
+                chain.append(j)
+                u = gq.nodes[j].input[0]
+                j = gq.producer.get(u)
+                if j is not None and gq.nodes[j].op_type == "QuantizeLinear":
+                    chain.append(j)
+                    u = gq.nodes[j].input[0]
+            if not quantized and x in float_of:
+                u, chain = x, []
+            f = float_of.get(x, float_of.get(u))
+            if f is not None:
+                nodes.update(chain)
+                cuts[u] = f
+            elif not chain and j is not None and gq.nodes[j].op_type not in _QDQ and depth < 3:
+                why = take(j, depth + 1)
+                if why:
+                    return why
+            else:
+                return f"its op's input {x} has no float counterpart (not paired)"
+        return None
+
+    why = take(i, 0)
+    if why:
+        return why
+    for n in list(nodes):  # weights through their DQ, scales and zero points, other constants
+        for x in gq.nodes[n].input:
+            if x and x in gq.constants and not _const_nodes(gq, x, nodes, inits):
+                return f"{x} is computed from the shape of an activation"
+    return nodes, inits, cuts
+
+
+def isolated_model(float_model: LoadedModel, quant_model: LoadedModel, pairing: Pairing) -> Isolated:
+    """One model holding, side by side, each matched tensor's subgraph (:func:`_subgraph`), its inputs named after
+    the float tensors fed to them. A tensor whose op reads an input with no float counterpart (an unpaired tensor,
+    or the quantized model's integer input) has no isolated error: None, with the reason in ``why``. The float
+    model's input counts as the counterpart of the quantized model's float input of the same shape."""
+    gq = GraphIndex(quant_model)
+    float_of = {p.quant_name: p.name for p in pairing.pairs}
+    fin, qins = float_model.inputs[0].name, gq.graph_inputs
+    if len(qins) == 1 and quant_model.dtypes.get(qins[0]) in _FLOATS and _shape_ok(float_model, fin, quant_model,
+                                                                                   qins[0]):
+        float_of[qins[0]] = ""  # "": the float model's input
+    nodes, inits, feeds, outputs, why = [], set(), {}, [], {}
+    for k, p in enumerate(pairing.pairs):
+        sub = _subgraph(gq, p.quant_name, float_of)
+        if isinstance(sub, str):
+            outputs.append(None)
+            why[k] = sub
+            continue
+        members, used, cuts = sub
+        inits |= used
+        names = {u: f"float:{f}" for u, f in cuts.items()}
+        feeds.update({f"float:{f}": f for f in cuts.values()})
+
+        def rename(t, k=k, names=names):
+            return t if not t or t in gq.initializers else names.get(t, f"{k}:{t}")
+
+        for i in sorted(members):  # in the quantized model's execution order
+            n = onnx.NodeProto()
+            n.CopyFrom(gq.nodes[i])
+            n.name = f"{k}:{n.name}"
+            n.input[:] = [rename(t) for t in n.input]
+            n.output[:] = [rename(t) for t in n.output]
+            nodes.append(n)
+        outputs.append(rename(p.quant_name))
+    if not feeds:
+        return Isolated(None, {}, outputs, why)
+    ftype = {f: float_model.dtypes.get(f or fin, "float32") for f in feeds.values()}
+    from .runtime import _elem_type  # one mapping of dtype names to ONNX types
+
+    graph = onnx.helper.make_graph(
+        nodes, "isolated",
+        [onnx.helper.make_tensor_value_info(name, _elem_type(ftype[f]), None) for name, f in feeds.items()],
+        [onnx.helper.make_tensor_value_info(o, _elem_type(quant_model.dtypes.get(p.quant_name, "float32")), None)
+         for o, p in zip(outputs, pairing.pairs) if o],
+        [t for t in quant_model.model.graph.initializer if t.name in inits])
+    proto = quant_model.model
+    model = onnx.helper.make_model(graph, opset_imports=proto.opset_import, functions=proto.functions,
+                                   ir_version=proto.ir_version)
+    return Isolated(model, feeds, outputs, why)
+
+
+# --------------------------------------------------------------------------------------------------
 # measuring
 
 F2, E2, FQ, Q2, MAX, N = range(6)
@@ -154,18 +305,42 @@ class Accumulators:
         return cls(np.zeros((n, 6), np.float64))
 
     def update(self, row: int, f: np.ndarray, q: np.ndarray) -> None:
-        f = np.asarray(f, np.float64).ravel()
-        q = np.asarray(q, np.float64).ravel()
-        if f.size != q.size:
-            raise MbxError(f"the tensors compared in row {row} differ in size ({f.size} and {q.size}).")
-        e = f - q
-        s = self.sums[row]
-        s[F2] += f @ f
-        s[E2] += e @ e
-        s[FQ] += f @ q
-        s[Q2] += q @ q
-        s[MAX] = max(s[MAX], float(np.abs(e).max(initial=0.0)))
-        s[N] += f.size
+        self.update_many([row], [f], [q])
+
+    def update_many(self, rows: Sequence[int], fs: Sequence[np.ndarray], qs: Sequence[np.ndarray]) -> None:
+        """Add each pair of tensors to its row. Products in the tensors' own float32, into one scratch buffer reused
+        for every product (a fresh array per product costs page faults), sums in float64 with numpy's pairwise
+        summation: within 1e-6 of all-float64 figures at a fraction of the time (converting every tensor to float64
+        was most of a comparison's run time). A loop per tensor costs little next to that; one concatenated buffer
+        with segment sums (``np.add.reduceat``) measured slower: it copies everything and its sums are not
+        pairwise."""
+        add = np.zeros((len(rows), 6), np.float64)
+        scratch: dict[np.dtype, np.ndarray] = {}
+        for k, (row, f, q) in enumerate(zip(rows, fs, qs)):
+            f, q = np.ravel(f), np.ravel(q)
+            if f.size != q.size:
+                raise MbxError(f"the tensors compared in row {row} differ in size ({f.size} and {q.size}).")
+            if f.dtype != q.dtype or f.dtype not in (np.float32, np.float64):  # float16 squares overflow
+                f, q = f.astype(np.float64), q.astype(np.float64)
+            if f.dtype not in scratch or scratch[f.dtype].size < f.size:
+                scratch[f.dtype] = np.empty(max(f.size, *(x.size for x in fs)), f.dtype)
+            t = scratch[f.dtype][:f.size]
+            np.multiply(f, f, out=t)
+            add[k, F2] = np.add.reduce(t, dtype=np.float64)
+            np.multiply(f, q, out=t)
+            add[k, FQ] = np.add.reduce(t, dtype=np.float64)
+            np.multiply(q, q, out=t)
+            add[k, Q2] = np.add.reduce(t, dtype=np.float64)
+            np.subtract(f, q, out=t)
+            add[k, MAX] = max(float(t.max(initial=0.0)), -float(t.min(initial=0.0)))
+            np.multiply(t, t, out=t)
+            add[k, E2] = np.add.reduce(t, dtype=np.float64)
+            add[k, N] = f.size
+        rows = list(rows)
+        s = self.sums
+        s[rows, :MAX] += add[:, :MAX]
+        s[rows, MAX] = np.maximum(s[rows, MAX], add[:, MAX])
+        s[rows, N] += add[:, N]
 
     def stats(self, row: int) -> dict:
         s = self.sums[row]
@@ -202,14 +377,20 @@ class Comparison:
     acc: Accumulators
     output_acc: Accumulators
     weights: list[dict]
+    iso_acc: Accumulators | None = None  # rows as ``acc``; None: no isolated error measured
+    isolated_rows: list[bool] = field(default_factory=list)  # pair k has an isolated error
     images: int = 0
     top1: int = 0
     top5: int = 0
     failed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        def isolated(i):
+            ok = self.iso_acc is not None and self.isolated_rows[i] and self.images
+            return self.iso_acc.stats(i)["sqnr_db"] if ok else None
+
         tensors = [{"name": p.name, "quant_name": p.quant_name, "node": p.node, "op_type": p.op_type,
-                    "block": p.block, **self.acc.stats(i), "isolated_sqnr_db": None}
+                    "block": p.block, **self.acc.stats(i), "isolated_sqnr_db": isolated(i)}
                    for i, p in enumerate(self.pairing.pairs)]
         n = self.images
         output = {"top1_agreement": self.top1 / n if n else None, "top5_agreement": self.top5 / n if n else None,
@@ -217,46 +398,86 @@ class Comparison:
         return {"tensors": tensors, "weights": self.weights, "output": output, "unmatched": self.pairing.unmatched}
 
 
+def strict_json(result: dict) -> dict:
+    """:meth:`Comparison.to_dict`'s result, ready for strict JSON (no Infinity, which ``jq`` and most parsers
+    refuse): an infinite SQNR (the two values identical) is written None, with ``"identical": true`` added to that
+    entry (``"isolated_identical": true`` for the isolated SQNR); any other non-finite figure (-inf: a float tensor
+    all zero) is None too."""
+    def entry(d: dict) -> dict:
+        out = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in d.items()}
+        if d.get("sqnr_db") == math.inf:
+            out["identical"] = True
+        if d.get("isolated_sqnr_db") == math.inf:
+            out["isolated_identical"] = True
+        return out
+
+    return {"tensors": [entry(t) for t in result["tensors"]], "weights": [entry(w) for w in result["weights"]],
+            "output": entry(result["output"]), "unmatched": list(result["unmatched"])}
+
+
 def compare_job(float_model: LoadedModel, quant_model: LoadedModel, images: Sequence[str | Path],
-                preset: str | None = None) -> Job:
+                preset: str | None = None, isolated: bool = True) -> Job:
     """Run both models on every image and measure each matched tensor; returns a :class:`Comparison`.
+    ``isolated``: also each tensor's isolated error (:func:`isolated_model`), at the cost of a third run.
 
     Top-1 agreement: the share of images whose two top-1 classes are the same; top-5 agreement: the share whose
     float top-1 class is among the quantized model's top 5 (the float model taken as the ground truth)."""
     yield Progress(0.0, "matching tensors")
     pairing = pair(float_model, quant_model)
     weights = weight_errors(float_model, quant_model)
+    pairs = pairing.pairs
     fo, qo = float_model.outputs[0].name, quant_model.outputs[0].name
-    fs = Session(float_model, extra_outputs=[p.name for p in pairing.pairs])
-    qs = Session(quant_model, extra_outputs=[p.quant_name for p in pairing.pairs])
-    fpre, qpre = for_model(float_model, preset), for_model(quant_model, preset)
-    c = Comparison(pairing, Accumulators.zeros(len(pairing.pairs)), Accumulators.zeros(1), weights)
-    fnames, qnames = [fo] + [p.name for p in pairing.pairs], [qo] + [p.quant_name for p in pairing.pairs]
-    for k, path in enumerate(images):
-        yield Progress(k / max(len(images), 1), f"comparing on {Path(path).name}")
+    fs = Session(float_model, extra_outputs=[p.name for p in pairs])
+    qs = Session(quant_model, extra_outputs=[p.quant_name for p in pairs])
+    iso = isolated_model(float_model, quant_model, pairing) if isolated else None
+    iso_s = None
+    if iso is not None and iso.model is not None:
         try:
-            fx, qx = fpre.tensor(path), qpre.tensor(path)
-        except MbxError as exc:  # one unreadable picture does not stop the others
-            c.failed.append(str(path))
-            yield warn(f"{Path(path).name}: {exc}")
-            continue
-        fr = fs.run({fs.input_names[0]: fx}, fnames)
-        checkpoint()
-        qr = qs.run({qs.input_names[0]: qx}, qnames)
-        checkpoint()
-        for i, p in enumerate(pairing.pairs):
-            c.acc.update(i, fr[p.name], qr[p.quant_name])
-        f_out, q_out = fr[fo].ravel(), qr[qo].ravel()
-        if f_out.size != q_out.size:
-            raise MbxError(f"the models' outputs differ in size ({f_out.size} and {q_out.size}); compare two "
-                           "versions of one classifier.")
-        c.output_acc.update(0, f_out, q_out)
-        best = int(np.argmax(f_out))
-        c.top1 += best == int(np.argmax(q_out))
-        c.top5 += best in np.argsort(-q_out, kind="stable")[:5]
-        c.images += 1
-        yield Partial(c.images, c.to_dict())
-        checkpoint()
+            iso_s = Session(iso.model)
+        except Exception as exc:  # onnxruntime refusing a cut-out subgraph must not cost the rest of the comparison
+            yield warn(f"the isolated errors could not be computed (onnxruntime: {str(exc).splitlines()[0]})")
+    fpre, qpre = for_model(float_model, preset), for_model(quant_model, preset)
+    c = Comparison(pairing, Accumulators.zeros(len(pairs)), Accumulators.zeros(1), weights)
+    if iso_s is not None:
+        c.iso_acc, c.isolated_rows = Accumulators.zeros(len(pairs)), [o is not None for o in iso.outputs]
+        iso_rows = [k for k, o in enumerate(iso.outputs) if o]
+    worker = ThreadPoolExecutor(1)
+    try:
+        for k, path in enumerate(images):
+            yield Progress(k / max(len(images), 1), f"comparing on {Path(path).name}")
+            try:
+                fx, qx = fpre.tensor(path), qpre.tensor(path)
+            except MbxError as exc:  # one unreadable picture does not stop the others
+                c.failed.append(str(path))
+                yield warn(f"{Path(path).name}: {exc}")
+                continue
+            fr = fs.run({fs.input_names[0]: fx})  # every output: the float values feed the isolated subgraphs too
+            checkpoint()
+            # The quantized model runs on a worker thread while the isolated subgraphs run and are measured here:
+            # onnxruntime and numpy release the GIL, and neither keeps every core busy on a model this small
+            q_run = worker.submit(qs.run, {qs.input_names[0]: qx})
+            try:
+                if iso_s is not None:
+                    ir = iso_s.run({name: fx if f == "" else fr[f] for name, f in iso.feeds.items()})
+                    c.iso_acc.update_many(iso_rows, [fr[pairs[r].name] for r in iso_rows],
+                                          [ir[iso.outputs[r]] for r in iso_rows])
+            finally:
+                qr = q_run.result()
+            checkpoint()
+            f_out, q_out = fr[fo].ravel(), qr[qo].ravel()
+            if f_out.size != q_out.size:
+                raise MbxError(f"the models' outputs differ in size ({f_out.size} and {q_out.size}); compare two "
+                               "versions of one classifier.")
+            c.acc.update_many(range(len(pairs)), [fr[p.name] for p in pairs], [qr[p.quant_name] for p in pairs])
+            c.output_acc.update(0, f_out, q_out)
+            best = int(np.argmax(f_out))
+            c.top1 += best == int(np.argmax(q_out))
+            c.top5 += best in np.argsort(-q_out, kind="stable")[:5]
+            c.images += 1
+            yield Partial(c.images, c.to_dict())
+            checkpoint()
+    finally:
+        worker.shutdown()
     yield Progress(1.0, "done")
     return c
 

@@ -109,9 +109,12 @@ def _quiet_offscreen(mode, context, message: str) -> None:
 
 
 def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None = None,
-            build: dict | None = None, argv: list[str] | None = None, images: list | None = None) -> int:
+            build: dict | None = None, argv: list[str] | None = None, images: list | None = None,
+            tab: str | None = None, compare: str | Path | None = None) -> int:
     """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``;
-    ``images``: files or folders for the Classify tab, classified once the model is shown.
+    ``images``: files or folders for the Classify tab, classified once the model is shown. ``tab``: the tab
+    shown (layers, model, classify, quantization); with "quantization" the images go to that tab instead, and
+    the open model is compared (with ``compare``, a second model file, else its float twin) once it is shown.
 
     With ``screenshot``: wait for the model to be shown and painted (and the images classified), save
     ``window.grab()`` there and return 0; if loading fails, print the message on stderr and return 1. Works
@@ -132,8 +135,15 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
     if screenshot is not None:
         window.resize(*SCREENSHOT_SIZE)
     window.show()
+    quantize = tab == "quantization" and bool(images)
+    if tab is not None:
+        window.tabs.setCurrentWidget(window.tab(tab))
+    if quantize:
+        _start_quantization(window, images, compare)
+    elif compare is not None:
+        window.quantization.compare_with_path(compare)
     if screenshot is None:
-        _start(window, model_path, build, images)
+        _start(window, model_path, build, None if quantize else images)
         code = app.exec()
         window.deleteLater()
         return code
@@ -148,8 +158,8 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
         loop.exit(code)
 
     _grab_when_settled(app, window, Path(screenshot), finish, wait=model_path is not None or build is not None,
-                       images=bool(images))
-    _start(window, model_path, build, images)
+                       images=bool(images), quantize=quantize)
+    _start(window, model_path, build, None if quantize else images)
     loop.exec()
     window.deleteLater()
     if quiet:
@@ -157,7 +167,8 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
     return outcome["code"]
 
 
-def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish, wait: bool, images: bool) -> None:
+def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish, wait: bool, images: bool,
+                       quantize: bool = False) -> None:
     """Save ``window.grab()`` to ``out`` once the model is shown and painted (and the images classified), then
     ``finish(0)``; ``finish(1)`` when loading fails or the file cannot be written, ``finish(2)`` on time-out."""
 
@@ -197,15 +208,31 @@ def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish,
         finish(2)
 
     # Let the layouts and the graph's first paint settle before grabbing.
-    settled = window.classify.runFinished if images else window.model_shown
+    settled = (window.quantization.runFinished if quantize else window.classify.runFinished if images
+               else window.model_shown)
     settled.connect(lambda: QTimer.singleShot(150, window, grab))
     window.load_failed.connect(failed)
     window.job_cancelled.connect(lambda: failed("cancelled"))
+    if quantize:  # a comparison that cannot run fails the screenshot rather than waiting for the time-out
+        window.quantization.errorRaised.connect(lambda _title, message: failed(message))
     # Timers take the window as context so none fires into a later run_gui in the same process.
     if not wait and not images:
         QTimer.singleShot(300, window, grab)
     else:
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)
+
+
+def _start_quantization(window: MainWindow, images: list, compare) -> None:
+    """The Quantization tab compares on ``images`` once the model is on screen (once)."""
+    window.quantization.set_images(images)
+    if compare is not None:
+        window.quantization.compare_with_path(compare)
+
+    def run_once() -> None:
+        window.model_shown.disconnect(run_once)
+        window.quantization.run()
+
+    window.model_shown.connect(run_once)
 
 
 def _start(window: MainWindow, model_path, build: dict | None, images: list | None) -> None:

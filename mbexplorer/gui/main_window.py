@@ -39,6 +39,7 @@ from .inspector import InspectorPanel
 from .job_status import JobStatus
 from .layer_table import LayerTablePanel
 from .model_info import ModelInfoPanel
+from .quantization_panel import QuantizationPanel
 from .recent import RecentFiles, settings
 from .tasks import Tasks
 from .workers import JobHandle
@@ -86,6 +87,10 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.layers, "Layers")
         self.tabs.addTab(self.info, "Model")
         self.tabs.addTab(self.classify, "Classify")
+        # the Classify tab's images are one of its image sources
+        self.quantization = QuantizationPanel(tasks=self.tasks, state=self.state, classify_images=lambda: [
+            e.path for e in self.classify.entries if not e.error])
+        self.tabs.addTab(self.quantization, "Quantization")
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.graph_panel)
         self.splitter.addWidget(self.tabs)
@@ -114,6 +119,14 @@ class MainWindow(QMainWindow):
         self.state.on("overlays", lambda _names: self._fill_overlay_menu())
         self.classify.errorRaised.connect(lambda title, message: self.show_error(message, title))
         self.classify.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.quantization.nodeSelected.connect(lambda n: self.graph.select_node(n, center=True))
+        self.quantization.errorRaised.connect(lambda title, message: self.show_error(message, title))
+        self.quantization.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+
+    def tab(self, name: str):
+        """A tab's panel by its --tab name: layers, model, classify, quantization."""
+        return {"layers": self.layers, "model": self.info, "classify": self.classify,
+                "quantization": self.quantization}[name]
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

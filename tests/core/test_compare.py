@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mbexplorer.core.compare import Partial, compare_job, pair
+from mbexplorer.core.compare import Partial, compare_job, isolated_model, pair
 from mbexplorer.core.decoding import image_files
 from mbexplorer.core.jobs import run
 from mbexplorer.core.loading import load
@@ -73,7 +73,8 @@ def test_figures_equal_numpy(twin, shared_dir):
                 "rel_l2": np.linalg.norm(e) / np.linalg.norm(a)}
         for k, v in want.items():
             assert t[k] == pytest.approx(v, rel=1e-6), (t["name"], k)
-        assert t["isolated_sqnr_db"] is None
+        # every layer's isolated error but the input's Transpose (fed the quantized model's integer input)
+        assert (t["isolated_sqnr_db"] is None) == (t["name"] == "input_nchw")
     fo, qo = fv[out], qv[out]
     top1 = np.mean([np.argmax(x) == np.argmax(y) for x, y in zip(fo, qo)])
     top5 = np.mean([np.argmax(x) in np.argsort(-y, kind="stable")[:5] for x, y in zip(fo, qo)])
@@ -118,3 +119,84 @@ def test_weights_per_channel(shared_dir):
     new = arr[5].astype(np.float64)
     assert moved["worst_channel_sqnr_db"] == pytest.approx(10 * np.log10((new**2).sum() / ((new - orig) ** 2).sum()),
                                                            rel=1e-5)
+
+
+def _dq(x, scale, zp, lo=0, hi=255):
+    """QuantizeLinear then DequantizeLinear, as onnxruntime computes them (round half to even, saturate)."""
+    return ((np.clip(np.rint(x / scale) + zp, lo, hi) - zp) * scale).astype(np.float32)
+
+
+def test_isolated_equals_a_direct_computation(twin, shared_dir):
+    """Two layers computed here from the float model's values: a Clip (its output quantized) and a depthwise Conv
+    (its input and output quantized, dequantized weights)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    from mbexplorer.core.compare import _const
+    from mbexplorer.core.graph import GraphIndex
+
+    f, q = twin
+    images = _images(shared_dir, 2)
+    res = {t["name"]: t for t in run(compare_job(f, q, images)).to_dict()["tensors"]}
+    gq = GraphIndex(q)
+    init = {t.name: numpy_helper.to_array(t) for t in q.model.graph.initializer}
+    base = "MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6"
+    relu_in, conv_out, relu_out = "MobilenetV1/MobilenetV1/Conv2d_0/Relu6", base + "_preact", base
+    conv = gq.nodes[gq.producer[conv_out]]
+    w, b = (_const(gq, x).astype(np.float32) for x in conv.input[1:3])
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"])
+    node.attribute.extend(conv.attribute)
+    g = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],
+                          [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    conv_s = ort.InferenceSession(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+                                  .SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def qparams(t):  # the scale and zero point of the QuantizeLinear before the DQ making ``t``
+        dq = gq.nodes[gq.producer[t]]
+        return init[dq.input[1]], init[dq.input[2]].astype(np.float64)
+
+    fs = Session(f, extra_outputs=[relu_in, conv_out, relu_out])
+    sums = {conv_out: [0.0, 0.0], relu_out: [0.0, 0.0]}
+    for path in images:
+        fr = fs.run({fs.input_names[0]: for_model(f).tensor(path)})
+        x = _dq(fr[relu_in], *qparams(relu_in))
+        # TFLite's Conv output (``_preact``) is not quantized itself: its fused Clip's output is
+        got = {conv_out: conv_s.run(None, {"x": x})[0], relu_out: _dq(np.clip(fr[conv_out], 0, 6), *qparams(relu_out))}
+        for t, v in got.items():
+            a, e = fr[t].astype(np.float64).ravel(), (fr[t] - v).astype(np.float64).ravel()
+            sums[t][0] += a @ a
+            sums[t][1] += e @ e
+    for t, (s2, e2) in sums.items():
+        assert res[t]["isolated_sqnr_db"] == pytest.approx(10 * np.log10(s2 / e2), rel=1e-4), t
+
+
+def test_isolated_on_one_quantized_layer(shared_dir):
+    """A float model with one Conv quantized: that layer's isolated and accumulated errors agree, the Q/DQ on its
+    input shows at the tensor it quantizes (the only two errors upstream of the layer), and every other layer's
+    isolated error is nil (inf, or above 120 dB)."""
+    from mbexplorer.core.quantize import quantize_job
+
+    f = load(shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite")
+    images = _images(shared_dir, 3)
+    keep = "MobilenetV1/MobilenetV1/Conv2d_1_pointwise/Relu6"
+    q = run(quantize_job(f, images[:2], exclude=[n.name for n in f.graph.node if n.name != keep]))
+    p = pair(f, q)
+    assert not p.unmatched and not isolated_model(f, q, p).why
+    rows = run(compare_job(f, q, images)).to_dict()["tensors"]
+    # nil: identical, or float rounding (onnxruntime's AveragePool kernel in the two sessions sums in another order)
+    finite = [t for t in rows if t["isolated_sqnr_db"] < 120]
+    assert [t["name"] for t in finite] == ["MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6", keep + "_preact"]
+    for t in finite:
+        assert 20 < t["isolated_sqnr_db"] < 80
+        assert t["isolated_sqnr_db"] == pytest.approx(t["sqnr_db"], rel=1e-6)
+    after = rows[rows.index(finite[1]) + 1:]
+    assert after and all(t["sqnr_db"] < 60 for t in after)  # accumulated downstream, isolated nil
+
+
+def test_unpaired_input_has_no_isolated_error(twin):
+    f, q = twin
+    p = pair(f, q)
+    why = isolated_model(f, q, p).why
+    assert [p.pairs[k].name for k in why] == ["input_nchw"] and "no float counterpart" in why[0]
