@@ -57,15 +57,8 @@ def read_image(path: str | Path, decoder: str = "pil", alpha: str = "drop") -> n
         rgb = img if plain else _pil_rgb(img, alpha)  # convert('RGB') of an RGB picture is a plain copy
         rgb.load()
         return rgb if decoder == "pil" else np.asarray(rgb)
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
-            from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if not path.exists():
-            raise ImageError(f"{path} does not exist.") from exc
-        if path.is_dir():
-            raise ImageError(f"{path.name} is a folder, not an image.") from exc
-        raise ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).") from exc
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _image_error(path, exc) from exc
 
 
 def _pil_rgb(img: Image.Image, alpha: str) -> Image.Image:
@@ -174,15 +167,19 @@ def decode(path: str | Path, draft: tuple[int, int] | None = None, *, upright: b
         img = to_rgb(img) if alpha == "white" else img.convert("RGB")
         img.load()
         return img, full
-    except Image.DecompressionBombError as exc:
-        raise ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.") \
-            from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        if not path.exists():
-            raise ImageError(f"{path} does not exist.") from exc
-        if path.is_dir():
-            raise ImageError(f"{path.name} is a folder, not an image.") from exc
-        raise ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).") from exc
+    except (Image.DecompressionBombError, UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise _image_error(path, exc) from exc
+
+
+def _image_error(path: Path, exc: Exception) -> ImageError:
+    """What a decoder's failure means for the user, the same for every decoder."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageError(f"{path.name} is too large to decode safely ({_reason(exc)}). Scale it down first.")
+    if not path.exists():
+        return ImageError(f"{path} does not exist.")
+    if path.is_dir():
+        return ImageError(f"{path.name} is a folder, not an image.")
+    return ImageError(f"{path.name} is not an image this app can read ({_reason(exc)}).")
 
 
 def _reason(exc: Exception) -> str:
