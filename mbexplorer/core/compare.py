@@ -486,7 +486,7 @@ def compare_job(float_model: LoadedModel, quant_model: LoadedModel, images: Sequ
 # weights
 
 
-def _const(gi: GraphIndex, t: str) -> np.ndarray | None:
+def constant(gi: GraphIndex, t: str) -> np.ndarray | None:
     """A constant tensor's real value: an initializer, or a DequantizeLinear of initializers computed here."""
     i = gi.producer.get(t)
     if i is not None and gi.nodes[i].op_type == "DequantizeLinear":
@@ -517,14 +517,14 @@ def _producer_through_qdq(gi: GraphIndex, t: str) -> int | None:
     return None
 
 
-def _channel_axis(gi: GraphIndex, i: int) -> int:
+def channel_axis(gi: GraphIndex, i: int) -> int:
     n = gi.nodes[i]
     if n.op_type == "Gemm":
         return 0 if gi.attr(i, "transB", 0) else 1
     return 1 if n.op_type == "MatMul" else 0  # Conv: [out, in/groups, kh, kw]
 
 
-def _weight_nodes(float_model: LoadedModel, quant_model: LoadedModel) -> list[tuple[GraphIndex, int, GraphIndex, int]]:
+def weight_nodes(float_model: LoadedModel, quant_model: LoadedModel) -> list[tuple[GraphIndex, int, GraphIndex, int]]:
     """Matched Conv/Gemm/MatMul nodes: by output name (through Q/DQ), else the k-th of its op type in both."""
     gf, gq = GraphIndex(float_model), GraphIndex(quant_model)
     pf, pq = _positions(gf), _positions(gq)
@@ -545,13 +545,13 @@ def weight_errors(float_model: LoadedModel, quant_model: LoadedModel) -> list[di
     per output channel, with the worst channel. One channel whose range dwarfs the others' (a depthwise layer
     under per-tensor scales) shows as a low worst-channel SQNR."""
     out = []
-    for gf, fi, gq, qi in _weight_nodes(float_model, quant_model):
+    for gf, fi, gq, qi in weight_nodes(float_model, quant_model):
         if len(gf.nodes[fi].input) < 2 or len(gq.nodes[qi].input) < 2:
             continue
-        fw, qw = _const(gf, gf.nodes[fi].input[1]), _const(gq, gq.nodes[qi].input[1])
+        fw, qw = constant(gf, gf.nodes[fi].input[1]), constant(gq, gq.nodes[qi].input[1])
         if fw is None or qw is None or fw.shape != qw.shape:
             continue
-        axis = _channel_axis(gf, fi)
+        axis = channel_axis(gf, fi)
         other = tuple(a for a in range(fw.ndim) if a != axis)
         sig, noise = (fw * fw).sum(other), ((fw - qw) ** 2).sum(other)
         per = [sqnr_db(s, e) for s, e in zip(sig, noise)]

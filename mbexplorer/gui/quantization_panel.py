@@ -5,6 +5,11 @@ Quantize/DequantizeLinear nodes is the quantized one) on a folder of images or t
 "quantization" lane of the window's task registry. ``compare_job`` streams a partial result after every image;
 the views (a per-layer SQNR chart along depth, a sortable table, the output agreement, the worst weights) and a
 tensor-keyed overlay "quantization SQNR" on the block graph follow it, redrawn at most every 200 ms.
+
+Choosing a tensor (a row or a chart point) fills the detail pane below: both models' value histograms, a
+float-vs-quantized scatter, the quantization range against the observed one, and a weight-bearing node's
+per-channel weight SQNR, computed by ``layer_detail`` on a few of the run's images in the "quantization-detail"
+lane (its own: a detail must not cancel the comparison).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -35,8 +41,10 @@ from PySide6.QtWidgets import (
 
 from mbexplorer.core.compare import Partial, compare_job
 from mbexplorer.core.decoding import image_files
+from mbexplorer.core.drilldown import layer_detail
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.formats import MODEL_FILTER
+from mbexplorer.core.jobs import Progress
 from mbexplorer.core.loading import load
 from mbexplorer.core.outputs import write_atomically
 from mbexplorer.core.overlays import Overlay
@@ -49,6 +57,8 @@ from .topk_view import menu_button
 from .workers import JobHandle
 
 LANE = "quantization"
+DETAIL_LANE = "quantization-detail"
+DETAIL_IMAGES = 8  # every value of the tensor is kept: a few images show its distribution well enough
 OVERLAY = "quantization SQNR"
 HEADROOM_DB = 40  # the chart's top: this far above the median; higher (an exact stem) is drawn at the top
 REDRAW_MS = 200  # partial results redraw at most 5 times a second: a small model finishes an image in ~10 ms
@@ -133,6 +143,25 @@ def _job(open_model, other, other_path, images):
     return (yield from compare_job(fm, qm, images))
 
 
+def _detail_job(float_model, quant_model, row: dict, images):
+    yield Progress(0.0, f"looking at {row['name']}")
+    return layer_detail(float_model, quant_model, row, images)
+
+
+def detail_text(d: dict) -> str:
+    lo, hi = d["observed"]
+    lines = [f"{d['name']}  ({d['op_type']}, {d['values']} values on {d['images']} images)",
+             f"observed range {lo:.4g} .. {hi:.4g}"]
+    qp = d["quant"]
+    if qp is None:
+        lines.append("not quantized here (a float value between quantized ones)")
+    else:
+        a, b = qp["range"]
+        lines += [f"scale {qp['scale']:.4g}  ·  zero point {qp['zero_point']} ({qp['dtype']})",
+                  f"representable range {a:.4g} .. {b:.4g}", f"clipped {d['clipped_fraction']:.2%}"]
+    return "\n".join(lines)
+
+
 class QuantizationPanel(QWidget):
     nodeSelected = Signal(str)  # a row or a chart point was chosen: the window selects it in the graph
     errorRaised = Signal(str, str)  # title, message
@@ -153,6 +182,8 @@ class QuantizationPanel(QWidget):
         self._pending: dict | None = None
         self._analysis = None  # the analysis the shown result is for
         self._open_is_quant = True
+        self._models = None  # (float, quantized) of the shown result, for the detail pane
+        self._run_images: list = []
         self._show_overlay = False
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -224,12 +255,39 @@ class QuantizationPanel(QWidget):
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.plot)
         split.addWidget(views)
-        split.setSizes([300, 400])
+        split.addWidget(self._build_detail())
+        split.setSizes([300, 400, 250])
         split.setChildrenCollapsible(False)
         lay.addWidget(split, 1)
         self.hint = QLabel()
         self.hint.setStyleSheet("color: #6b7280;")
         lay.addWidget(self.hint)
+
+    def _build_detail(self) -> QWidget:
+        """The chosen tensor's histograms, scatter, range text and per-channel weight SQNR, side by side."""
+        def plot(left: str, bottom: str) -> pg.PlotWidget:
+            p = pg.PlotWidget(background="w")
+            for w in (p, p.viewport()):
+                w.setAcceptDrops(False)
+            p.setLabel("left", left)
+            p.setLabel("bottom", bottom)
+            p.showGrid(x=True, y=True, alpha=0.3)
+            return p
+
+        self.hist_plot = plot("count", "value")
+        self.hist_plot.addLegend(offset=(-10, 10))
+        self.scatter_plot = plot("quantized", "float")
+        self.channel_plot = plot("SQNR dB", "output channel")
+        self.detail_text = QLabel("Choose a tensor to see its values.")
+        self.detail_text.setTextFormat(Qt.PlainText)
+        self.detail_text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.detail_text.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        self.detail_text.setWordWrap(True)
+        split = QSplitter(Qt.Horizontal)
+        for w in (self.detail_text, self.hist_plot, self.scatter_plot, self.channel_plot):
+            split.addWidget(w)
+        self.channel_plot.hide()
+        return split
 
     def _make_table(self, columns, sort: int) -> QTableWidget:
         t = QTableWidget(0, len(columns))
@@ -254,6 +312,7 @@ class QuantizationPanel(QWidget):
     def _on_analysis(self, analysis) -> None:
         """Another model: its results would not match; the file compared with stays."""
         self.tasks.retire(LANE)
+        self._clear_detail()
         chosen = self.against.currentData()
         self.against.blockSignals(True)
         self.against.clear()
@@ -339,6 +398,8 @@ class QuantizationPanel(QWidget):
         job.failed.connect(lambda msg, j=job: self._on_end(j, None, msg))
         job.cancelled.connect(lambda j=job: self._on_end(j, None))
         self._analysis = analysis
+        self._models, self._run_images = None, images[:DETAIL_IMAGES]
+        self._clear_detail()
         self._show_overlay = True  # the first result of a run colours the graph by it
         self._show(None)
         self.tasks.start(LANE, job)
@@ -356,6 +417,7 @@ class QuantizationPanel(QWidget):
             if ev.other is not None:
                 self.other = ev.other  # loaded once: the next run reuses it
             self._open_is_quant = ev.quant_model is self._analysis.model
+            self._models = (ev.float_model, ev.quant_model)
         elif isinstance(ev, Partial):
             self.images_done = ev.images
             self._pending = ev.result
@@ -471,12 +533,59 @@ class QuantizationPanel(QWidget):
             self._choose(items[0].data(Qt.UserRole))
 
     def _choose(self, tensor: str) -> None:
-        """A tensor was chosen: select its producing node in the graph."""
+        """A tensor was chosen: select its producing node in the graph, and look at it up close."""
         if self.result is None:
             return
-        node = next((t["node"] for t in self.result["tensors"] if t["name"] == tensor), None)
-        if node is not None:
-            self.nodeSelected.emit(node)
+        row = next((t for t in self.result["tensors"] if t["name"] == tensor), None)
+        if row is not None:
+            self.nodeSelected.emit(row["node"])
+            self.show_detail(row)
+
+    # detail --------------------------------------------------------------------------------------
+    def show_detail(self, row: dict) -> JobHandle | None:
+        """Compute the detail of one tensor row off the UI thread; None when the models are not known yet."""
+        if self._models is None or not self._run_images:
+            return None
+        fm, qm = self._models
+        images = list(self._run_images)
+        job = JobHandle(lambda: _detail_job(fm, qm, dict(row), images), f"Looking at {row['name']}…")
+        job.finished.connect(lambda d, j=job: self.tasks.is_current(j) and self._draw_detail(d))
+        job.failed.connect(lambda msg, j=job: self.tasks.is_current(j) and self.detail_text.setText(msg))
+        self.detail_text.setText(f"Looking at {row['name']}…")
+        return self.tasks.start(DETAIL_LANE, job)
+
+    def _clear_detail(self) -> None:
+        self.tasks.retire(DETAIL_LANE)
+        for p in (self.hist_plot, self.scatter_plot, self.channel_plot):
+            p.clear()
+        self.channel_plot.hide()
+        self.detail_text.setText("Choose a tensor to see its values.")
+
+    def _draw_detail(self, d: dict) -> None:
+        for p in (self.hist_plot, self.scatter_plot, self.channel_plot):
+            p.clear()
+        edges = d["bin_edges"]
+        self.hist_plot.plot(edges, d["float_counts"], stepMode="center", fillLevel=0, name="float",
+                            pen=pg.mkPen("#2563eb", width=1.5), brush=pg.mkBrush(37, 99, 235, 60))
+        self.hist_plot.plot(edges, d["quant_counts"], stepMode="center", name="quantized",
+                            pen=pg.mkPen("#dc2626", width=1.5))
+        if d["quant"] is not None:  # the representable range's ends
+            for x in d["quant"]["range"]:
+                self.hist_plot.addItem(pg.InfiniteLine(x, pen=pg.mkPen("#6b7280", style=Qt.DashLine)))
+        fx, qx = d["scatter_float"], d["scatter_quant"]
+        self.scatter_plot.addItem(pg.ScatterPlotItem(fx, qx, size=3, pen=None, brush=pg.mkBrush(37, 99, 235, 90)))
+        lo, hi = d["observed"]
+        self.scatter_plot.plot([lo, hi], [lo, hi], pen=pg.mkPen("#6b7280", style=Qt.DashLine))  # y = x
+        per = d["channel_sqnr_db"]
+        if per:
+            v = np.array(per, np.float64)
+            finite_v = v[np.isfinite(v)]
+            # an exact channel (inf) drawn as tall as the best finite one, an all-zero one (-inf) as 0
+            v = np.nan_to_num(v, posinf=finite_v.max() if finite_v.size else 0.0, neginf=0.0)
+            self.channel_plot.addItem(pg.BarGraphItem(x=np.arange(v.size), height=v, width=0.8,
+                                                      brush="#2563eb", pen=None))
+        self.channel_plot.setVisible(bool(per))
+        self.detail_text.setText(detail_text(d))
 
     # exports -------------------------------------------------------------------------------------
     def csv_text(self) -> str:

@@ -133,7 +133,7 @@ def test_isolated_equals_a_direct_computation(twin, shared_dir):
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    from mbexplorer.core.compare import _const
+    from mbexplorer.core.compare import constant
     from mbexplorer.core.graph import GraphIndex
 
     f, q = twin
@@ -144,7 +144,7 @@ def test_isolated_equals_a_direct_computation(twin, shared_dir):
     base = "MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6"
     relu_in, conv_out, relu_out = "MobilenetV1/MobilenetV1/Conv2d_0/Relu6", base + "_preact", base
     conv = gq.nodes[gq.producer[conv_out]]
-    w, b = (_const(gq, x).astype(np.float32) for x in conv.input[1:3])
+    w, b = (constant(gq, x).astype(np.float32) for x in conv.input[1:3])
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"])
     node.attribute.extend(conv.attribute)
     g = helper.make_graph([node], "conv", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)],

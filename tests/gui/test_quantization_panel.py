@@ -117,3 +117,25 @@ def test_screenshot_of_the_quantization_tab(qapp, tmp_path, shared_dir, images, 
     assert run_gui(model_path=shared_dir / "models" / MODEL, screenshot=out, images=images, tab="quantization") == 0
     assert seen == {"rows": 58, "tab": True, "error": None}
     assert not QImage(str(out)).isNull()
+
+
+def test_selecting_a_row_shows_its_detail(qtbot, quant_window):
+    """A row chosen after a comparison: its histograms, scatter and quantization range, off the UI thread."""
+    panel = quant_window.quantization
+    _run(qtbot, panel)
+    r = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 2).value == "Clip")
+    panel.table.selectRow(r)
+    job = panel.tasks.current("quantization-detail")
+    assert job is not None
+    with qtbot.waitSignal(job.finished, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: "scale" in panel.detail_text.text(), timeout=5_000)
+    assert len(panel.hist_plot.listDataItems()) > 0
+    assert panel.table.item(r, 1).value in panel.detail_text.text() and "clipped" in panel.detail_text.text()
+    # a Conv: its per-channel weight SQNR as bars
+    r = next(r for r in range(panel.table.rowCount()) if panel.table.item(r, 2).value == "Conv")
+    panel.table.selectRow(r)
+    with qtbot.waitSignal(panel.tasks.current("quantization-detail").finished, timeout=30_000):
+        pass
+    qtbot.waitUntil(lambda: not panel.channel_plot.isHidden(), timeout=5_000)  # the tab itself may be hidden
+    assert panel.channel_plot.getPlotItem().items
