@@ -26,6 +26,7 @@ import argparse
 import importlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,23 +34,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import photo_jpeg  # noqa: E402
+
 from mbexplorer.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, draft_size, load_approximate, preset
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 LAYOUT = {"torchvision": "NCHW", "timm": "NCHW", "paddle": "NCHW", "tfslim": "NHWC", "keras": "NHWC",
           "coral": "NHWC", "tfjs": "NHWC"}  # each reference's own layout, so both sides make the same array
 DTYPE = {"coral": "uint8"}
-
-
-def make_jpeg(path: Path) -> None:
-    """A 1920x1080 photo: a ../shared image scaled up (smooth noise when it is absent), saved at quality 90."""
-    src = SHARED / "parrot.jpg"
-    if src.exists():
-        img = Image.open(src).convert("RGB").resize((1920, 1080), Image.BICUBIC)
-    else:
-        rng = np.random.default_rng(0)
-        img = Image.fromarray((rng.random((68, 120, 3)) * 255).astype(np.uint8)).resize((1920, 1080), Image.BICUBIC)
-    img.save(path, quality=90)
 
 
 def median_ms(*fns, repeat: int, warmup: int = 3, block: int = 5) -> list[float]:
@@ -192,7 +184,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         jpeg = Path(d) / "1080p.jpg"
-        make_jpeg(jpeg)
+        photo_jpeg(jpeg)
         print(f"1920x1080 JPEG (quality 90) to a {args.size} px input tensor; median of {args.repeat} runs, "
               f"{os.cpu_count()} CPUs")
         print(f"{'preset':<12} {'ours ms':>8} {'ref ms':>8} {'ratio':>6}  {'fast ms':>8}  reference")

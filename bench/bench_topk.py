@@ -16,6 +16,7 @@ is nearly all that is left.
 from __future__ import annotations
 
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,23 +25,13 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import photo_jpeg  # noqa: E402
+
 from mbexplorer.core import builder
 from mbexplorer.core.inference import Classifier
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "images"
 REPEAT = 40
-
-
-def make_jpeg(path: Path) -> None:
-    """A 1920x1080 photo-like JPEG: a ../shared image scaled up, or smooth noise when it is absent."""
-    src = SHARED / "parrot.jpg"
-    if src.exists():
-        img = Image.open(src).convert("RGB").resize((1920, 1080), Image.BICUBIC)
-    else:
-        rng = np.random.default_rng(0)
-        small = (rng.random((68, 120, 3)) * 255).astype(np.uint8)
-        img = Image.fromarray(small).resize((1920, 1080), Image.BICUBIC)
-    img.save(path, quality=90)
 
 
 def median_ms(fn) -> float:
@@ -61,7 +52,7 @@ def median_split(clf, jpeg, fast):
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         jpeg = Path(d) / "photo_1080p.jpg"
-        make_jpeg(jpeg)
+        photo_jpeg(jpeg)
         model = builder.build("mobilenet_v2")
         clf = Classifier(model)
         x = clf.preprocess(Image.open(jpeg).convert("RGB"))

@@ -49,3 +49,19 @@ def synthetic_graph(target_nodes: int = 10_000, channels: int = 8, size: int = 8
     g = helper.make_graph(nodes, "synthetic", [helper.make_tensor_value_info("input", 1, [1, 3, size, size])],
                           [helper.make_tensor_value_info("logits", 1, [1, 10])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def photo_jpeg(path, size: tuple[int, int] = (1920, 1080), quality: int = 90) -> None:
+    """A 1080p photo for the decode and preprocessing benchmarks: a ../shared image scaled up (smooth noise
+    when ../shared is absent)."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    src = Path(__file__).resolve().parents[2] / "shared" / "images" / "parrot.jpg"
+    if src.exists():
+        img = Image.open(src).convert("RGB").resize(size, Image.BICUBIC)
+    else:
+        rng = np.random.default_rng(0)
+        img = Image.fromarray((rng.random((68, 120, 3)) * 255).astype(np.uint8)).resize(size, Image.BICUBIC)
+    img.save(path, quality=quality)
