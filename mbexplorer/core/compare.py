@@ -172,6 +172,21 @@ def _const_nodes(gq: GraphIndex, t: str, nodes: set[int], inits: set[str]) -> bo
     return all(_const_nodes(gq, x, nodes, inits) for x in gq.nodes[i].input if x)
 
 
+def _behind_qdq(gq: GraphIndex, t: str) -> tuple[str, list[int]]:
+    """The tensor before the DequantizeLinear that makes ``t`` and the QuantizeLinear before it, and those
+    nodes; ``t`` itself and no nodes when no DequantizeLinear makes it."""
+    chain: list[int] = []
+    i = gq.producer.get(t)
+    if i is not None and gq.nodes[i].op_type == "DequantizeLinear":
+        chain.append(i)
+        t = gq.nodes[i].input[0]
+        i = gq.producer.get(t)
+        if i is not None and gq.nodes[i].op_type == "QuantizeLinear":
+            chain.append(i)
+            t = gq.nodes[i].input[0]
+    return t, chain
+
+
 def _subgraph(gq: GraphIndex, qt: str, float_of: dict[str, str]) -> tuple[set[int], set[str], dict[str, str]] | str:
     """The quantized model's nodes computing ``qt`` from float values: the DequantizeLinear making it and its
     QuantizeLinear, the op before them (a model-local function node included), the Q/DQ on the op's activation
@@ -186,15 +201,9 @@ def _subgraph(gq: GraphIndex, qt: str, float_of: dict[str, str]) -> tuple[set[in
     nodes: set[int] = set()
     inits: set[str] = set()
     cuts: dict[str, str] = {}
-    t, i = qt, gq.producer.get(qt)
-    if i is not None and gq.nodes[i].op_type == "DequantizeLinear":
-        nodes.add(i)
-        t = gq.nodes[i].input[0]
-        i = gq.producer.get(t)
-        if i is not None and gq.nodes[i].op_type == "QuantizeLinear":
-            nodes.add(i)
-            t = gq.nodes[i].input[0]
-            i = gq.producer.get(t)
+    t, chain = _behind_qdq(gq, qt)
+    nodes.update(chain)
+    i = gq.producer.get(t)
     if i is None or gq.nodes[i].op_type in _QDQ:
         return "no op computes it from float values (it is the dequantized model input)"
     quantized = bool(nodes) or any(gq.nodes[gq.producer[x]].op_type == "DequantizeLinear"
@@ -205,18 +214,11 @@ def _subgraph(gq: GraphIndex, qt: str, float_of: dict[str, str]) -> tuple[set[in
         for x in gq.nodes[i].input:
             if not x or x in gq.constants:
                 continue
-            u, chain = x, []  # a quantized layer's input Q→DQ is its own: cut before them
-            j = gq.producer.get(u)
-            if j is not None and gq.nodes[j].op_type == "DequantizeLinear":
-                chain.append(j)
-                u = gq.nodes[j].input[0]
-                j = gq.producer.get(u)
-                if j is not None and gq.nodes[j].op_type == "QuantizeLinear":
-                    chain.append(j)
-                    u = gq.nodes[j].input[0]
+            u, chain = _behind_qdq(gq, x)  # a quantized layer's input Q→DQ is its own: cut before them
             if not quantized and x in float_of:
                 u, chain = x, []
             f = float_of.get(x, float_of.get(u))
+            j = gq.producer.get(u)  # with no Q/DQ before x (the only case the branch below takes), x's producer
             if f is not None:
                 nodes.update(chain)
                 cuts[u] = f
