@@ -146,10 +146,20 @@ def _save(items: list[tuple]) -> None:
               f"output {model.outputs[0].describe()}")
 
 
-def cmd_predict(args) -> int:
-    from .core.classify import ImageDone, Slot, Task, check_image_input, classify_job, result_topk
+def _images(paths: list[str]) -> list:
+    """The image files given or inside the folders given; none at all is the user's error, said once here for
+    every command that takes images."""
     from .core.decoding import image_files
     from .core.formats import IMAGE_SUFFIXES
+
+    images = image_files(paths)
+    if not images:
+        raise MbxError(f"no images found in {', '.join(paths)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    return images
+
+
+def cmd_predict(args) -> int:
+    from .core.classify import ImageDone, Slot, Task, check_image_input, classify_job, result_topk
     from .core.inference import Classifier
     from .core.jobs import run
     from .core.labels import fits, read_label_file
@@ -159,9 +169,7 @@ def cmd_predict(args) -> int:
 
     if args.top_k < 1:
         raise MbxError(f"--top-k must be at least 1 (got {args.top_k}).")
-    images = image_files(args.images)
-    if not images:
-        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    images = _images(args.images)
     model = load(args.model)
     check_image_input(model)
     labels = read_label_file(args.labels) if args.labels else None
@@ -222,8 +230,6 @@ def cmd_predict(args) -> int:
 
 def cmd_compare(args) -> int:
     from .core.compare import compare_job, strict_json
-    from .core.decoding import image_files
-    from .core.formats import IMAGE_SUFFIXES
     from .core.jobs import run
     from .core.loading import load
     from .core.outputs import write_atomically
@@ -232,9 +238,7 @@ def cmd_compare(args) -> int:
     if args.csv:
         check_output(args.csv, inputs=inputs, force=args.force, suffixes=(".csv",), what="CSV",
                      input_name="a model")
-    images = image_files(args.images)
-    if not images:
-        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    images = _images(args.images)
     if args.other:  # two files: the first is the float one
         float_model, quant_model = load(args.model), load(args.other)
     else:
@@ -335,14 +339,10 @@ def _size_arg(text: str) -> tuple[int, int]:
 
 
 def cmd_preprocess(args) -> int:
-    from .core.decoding import image_files
     from .core.export import check_destination, export_tensors
-    from .core.formats import IMAGE_SUFFIXES
     from .core.preprocess import for_model, option_warnings, preset
 
-    images = image_files(args.images)
-    if not images:
-        raise MbxError(f"no images found in {', '.join(args.images)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    images = _images(args.images)
     if args.model and (args.layout or args.dtype):
         # the model fixes them: a tensor in another layout or type is not one it can take
         raise MbxError("--layout and --dtype come from the model with --model; give --size instead to set them.")
@@ -397,16 +397,12 @@ def cmd_convert(args) -> int:
 
 
 def cmd_quantize(args) -> int:
-    from .core.decoding import image_files
-    from .core.formats import IMAGE_SUFFIXES
     from .core.jobs import Log, Progress, run
     from .core.loading import load
     from .core.onnx_write import save_model
     from .core.quantize import quantize_job
 
-    images = image_files(args.calib)
-    if not images:
-        raise MbxError(f"no images found in {', '.join(args.calib)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    images = _images(args.calib)
     out = _check_onnx_output(args.output, args, [args.model, *images])  # before calibration: a bad -o costs nothing
     model = load(args.model)
     tty = sys.stderr.isatty()
@@ -442,13 +438,7 @@ def cmd_gui(args) -> int:
         raise MbxError("--compare needs a model to compare it with: give a model file too.")
     images = []
     if args.images:
-        from .core.decoding import image_files
-        from .core.formats import IMAGE_SUFFIXES
-
-        images = image_files(args.images)
-        if not images:
-            raise MbxError(f"no images found in {', '.join(args.images)} "
-                           f"(looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+        images = _images(args.images)
     if args.build:
         _check_classes(args.classes)
     if args.screenshot:  # before the window opens: the format its suffix names, never over an input
