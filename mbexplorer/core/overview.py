@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,17 +148,3 @@ def _num(v) -> str:
 
 def _score(v) -> str:
     return "" if v is None else f"{v:.6g}"  # significant digits: softmax scores of 0.0017 keep theirs
-
-
-def write_text(path: str | Path, text: str) -> None:
-    """All or nothing: the text goes to a hidden temporary beside ``path`` (same folder: the rename never crosses
-    file systems) and is renamed into place; a failure leaves no partial file and no temporary."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

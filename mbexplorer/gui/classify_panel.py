@@ -50,7 +50,8 @@ from mbexplorer.core.decoding import image_files
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.formats import IMAGE_FILTER, MODEL_FILTER
 from mbexplorer.core.labels import label_at, read_label_file
-from mbexplorer.core.overview import RANDOM_WEIGHTS, Row, csv_text, image_row, random_weights, write_text
+from mbexplorer.core.outputs import write_atomically
+from mbexplorer.core.overview import RANDOM_WEIGHTS, Row, csv_text, image_row, random_weights
 from mbexplorer.core.preprocess import Preprocess, for_model
 from mbexplorer.core.presets_info import AUTO, PRESETS, REFERENCES
 from mbexplorer.core.state import State
@@ -503,7 +504,7 @@ class ClassifyPanel(QWidget):
     def export_csv(self, path) -> bool:
         """Write the table (in the order shown) as CSV; all or nothing. False: it could not be written (said)."""
         try:
-            write_text(path, csv_text(self.overview.shown_rows(), self.compare is not None))
+            write_atomically(path, csv_text(self.overview.shown_rows(), self.compare is not None))
         except OSError as exc:
             self.errorRaised.emit("Cannot export", f"Cannot write {path}: {exc.strerror or exc}")
             return False

@@ -19,7 +19,6 @@ from mbexplorer.core.overview import (
     random_weights,
     rank_text,
     ranking,
-    write_text,
     zeros_text,
 )
 
@@ -120,8 +119,10 @@ def test_csv_columns_and_values():
 
 
 def test_write_is_all_or_nothing(tmp_path, monkeypatch):
+    from mbexplorer.core.outputs import write_atomically
+
     out = tmp_path / "top1.csv"
-    write_text(out, "a,b\n")
+    write_atomically(out, "a,b\n")
     assert out.read_text() == "a,b\n" and os.listdir(tmp_path) == ["top1.csv"]
 
     def fail(src, dst):
@@ -129,8 +130,8 @@ def test_write_is_all_or_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
-        write_text(out, "new,text\n")
+        write_atomically(out, "new,text\n")
     assert out.read_text() == "a,b\n" and os.listdir(tmp_path) == ["top1.csv"]  # no partial file, no temporary
     with pytest.raises(OSError):
-        write_text(tmp_path / "missing" / "x.csv", "x")
+        write_atomically(tmp_path / "missing" / "x.csv", "x")
     assert os.listdir(tmp_path) == ["top1.csv"]
