@@ -110,6 +110,7 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
     q_float = {t for t, d in quant_model.dtypes.items() if d in _FLOATS}
     q_produced = set(gq.producer) - set(gq.graph_outputs)
     wanted = [t for t in intermediate_tensors(float_model) if float_model.dtypes.get(t) in _FLOATS]
+    wanted_set = set(wanted)  # looked up once per position candidate: a list would make matching quadratic
 
     found: dict[str, tuple[str, str]] = {}
     for t in wanted if by_name else ():
@@ -126,7 +127,7 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
             continue
         for ft, qt in zip(fts, qts):
             qt = _dq_of(gq, qt)
-            if (ft in found or qt in used or ft not in wanted or qt not in q_float or qt in gq.graph_outputs
+            if (ft in found or qt in used or ft not in wanted_set or qt not in q_float or qt in gq.graph_outputs
                     or not _comparable(gq, qt)):
                 continue
             if _shape_ok(float_model, ft, quant_model, qt):

@@ -72,7 +72,7 @@ def _tf(path: Path) -> np.ndarray:
     data = path.read_bytes()
     if data[:3] == b"\xff\xd8\xff":
         return _tf_jpeg(data)
-    with Image.open(path) as img:
+    with Image.open(io.BytesIO(data)) as img:  # the bytes already read, not the file again
         if img.format == "PNG" and img.mode.startswith("I"):
             # a 16-bit grey PNG: TF's 8-bit decode keeps the high byte (libpng's strip_16), where PIL's
             # convert('RGB') would clip the 16-bit values at 255

@@ -143,9 +143,11 @@ class State:
         """An overlay computed for the open model (a comparison's error per tensor)."""
         if self._analysis is None:
             raise ValueError("no model is open to add an overlay to")
+        new = overlay.name not in self.available_overlays()
         self.overlays.add(overlay, self._analysis)
         self._overlay_cache.pop(overlay.name, None)
-        self.events.overlays.emit(self.available_overlays())
+        if new:  # a streaming comparison re-adds its overlay: the list of names changes only the first time
+            self.events.overlays.emit(self.available_overlays())
         if show or overlay.name == self._overlay_name:
             self._overlay_name = overlay.name
             self.events.overlay.emit(self.overlay)
