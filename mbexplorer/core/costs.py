@@ -235,21 +235,6 @@ def _numel(shape) -> int:
     return math.prod(shape) if shape is not None else 0
 
 
-def _bytes(gi: GraphIndex, t: str) -> int:
-    shape, dtype = gi.shape(t), gi.dtype(t)
-    if shape is None or dtype is None:
-        return 0
-    return _numel(shape) * _dtype_size(dtype)
-
-
-@cache
-def _dtype_size(dtype: str) -> int:
-    try:
-        return np.dtype(dtype).itemsize
-    except TypeError:
-        return 0
-
-
 def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
     node = gi.nodes[i]
     in_shapes = [list(gi.shape(t)) if gi.shape(t) is not None else None for t in node.input if t]
@@ -257,7 +242,7 @@ def _measure(gi: GraphIndex, i: int, block: int) -> NodeCost:
     nc = NodeCost(gi.names[i], node.op_type, block, in_shapes, out_shapes, macs=0)
     if i in gi.const_nodes:
         return nc  # computed once from weights and static shapes: neither work nor activation memory
-    nc.activation_bytes = sum(_bytes(gi, t) for t in node.output if t)
+    nc.activation_bytes = sum(gi.nbytes(t) for t in node.output if t)
     if node.op_type in FREE_OPS:
         return nc  # moves or relabels data: memory, no arithmetic
     op = _Op(gi, i, nc)

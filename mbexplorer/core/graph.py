@@ -6,9 +6,11 @@ Block grouping and cost analysis both walk graphs through this one index.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from functools import cached_property
+from functools import cache, cached_property
 
+import numpy as np
 import onnx
 
 from .model import LoadedModel, toposort
@@ -51,6 +53,13 @@ class GraphIndex:
     def dtype(self, tensor: str) -> str | None:
         return self.loaded.dtypes.get(tensor)
 
+    def nbytes(self, tensor: str) -> int:
+        """Bytes of a tensor of known shape and dtype; 0 when either is unknown."""
+        shape, dtype = self.shape(tensor), self.dtype(tensor)
+        if shape is None or dtype is None:
+            return 0
+        return math.prod(shape) * itemsize(dtype)
+
     def activation_inputs(self, i: int) -> list[str]:
         return [t for t in self.nodes[i].input if t and t not in self.constants]
 
@@ -84,3 +93,12 @@ class GraphIndex:
                 return onnx.helper.get_attribute_value(a)
         return default
 
+
+
+@cache  # a handful of dtypes, asked once per tensor
+def itemsize(dtype: str) -> int:
+    """Bytes per element of a numpy dtype name; 0 for a name numpy does not know."""
+    try:
+        return np.dtype(dtype).itemsize
+    except TypeError:
+        return 0

@@ -13,9 +13,6 @@
 
 from __future__ import annotations
 
-import math
-from functools import cache
-
 import numpy as np
 import onnx
 from onnx import numpy_helper
@@ -60,19 +57,7 @@ class Storage:
         return self.of.get(t, t)
 
     def nbytes(self, t: str) -> int:
-        s = self.resolve(t)
-        shape, dtype = self.gi.shape(s), self.gi.dtype(s)
-        if shape is None or dtype is None:
-            return 0
-        return math.prod(shape) * _itemsize(dtype)
-
-
-@cache  # a handful of dtypes, asked once per tensor
-def _itemsize(dtype: str) -> int:
-    try:
-        return np.dtype(dtype).itemsize
-    except TypeError:
-        return 0
+        return self.gi.nbytes(self.resolve(t))
 
 
 def live_bytes(gi: GraphIndex, storage: Storage | None = None) -> dict[int, int]:
