@@ -32,7 +32,7 @@ from .jobs import Job, Progress, checkpoint
 from .labels import labels_for
 from .loading import load
 from .model import LoadedModel
-from .preprocess import Preprocess, draft_size, for_model, load_approximate
+from .preprocess import Preprocess, draft_size, for_model, image_size, load_approximate
 
 THUMB = 176  # the largest side of a thumbnail (the strip shows them smaller, the preview at this size)
 TENSOR_VIEW = 128  # the largest side of a TensorView picture (the size the details show it at)
@@ -194,10 +194,10 @@ def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool
         return done
     done.decode_ms = (time.perf_counter() - t0) * 1e3
     for image, full in pixels.values():
-        size = full or _size(image)
+        size = full or image_size(image)
         done.size = done.size or size
-        if full is not None and _size(image) != full:
-            done.decoded = _size(image)
+        if full is not None and image_size(image) != full:
+            done.decoded = image_size(image)
     for slot in slots:
         checkpoint()  # a model may take long on a large input: a cancel need not wait for the next image
         clf = ready[slot.name]
@@ -213,10 +213,6 @@ def _one(task: Task, slots: list[Slot], ready: dict[str, Classifier], fast: bool
             result.error = _message(exc)
         done.results[slot.name] = result
     return done
-
-
-def _size(image) -> tuple[int, int]:
-    return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
 def tensor_view(tensor: np.ndarray, pre: Preprocess, limit: int = TENSOR_VIEW) -> TensorView | None:
@@ -235,7 +231,7 @@ def tensor_view(tensor: np.ndarray, pre: Preprocess, limit: int = TENSOR_VIEW) -
         pixels = (hwc.astype(np.int16) + 128).astype(np.uint8)
     else:
         # mean and std are per tensor channel (BGR ones included), so invert before turning the channels
-        scale, mean, std = (np.float32(pre.scale), np.asarray(pre.mean, np.float32), np.asarray(pre.std, np.float32))
+        scale, mean, std = pre.coefficients()
         values = (hwc.astype(np.float32) * std + mean) / scale
         pixels = np.clip(np.rint(values), 0, 255).astype(np.uint8)
     if pre.channel_order == "BGR":

@@ -121,7 +121,7 @@ class Preprocess:
         ``full_size``: the picture's full-resolution (w, h) when ``image`` is a reduced-scale JPEG decode of it
         (the fast approximate path, see ``decoding.decode``): the crop is then placed in full-resolution
         coordinates and only its box is resized. Exact pipelines never take it."""
-        if full_size is not None and tuple(full_size) != _size(image):
+        if full_size is not None and tuple(full_size) != image_size(image):
             return self._values(self._approximate(image, full_size))
         return self._values(self.geometry(image))
 
@@ -165,7 +165,7 @@ class Preprocess:
         (PIL resizing takes it without a copy)."""
         if isinstance(pixels, Image.Image) and self.interpolation not in resizing.PIL_FILTERS:
             pixels = np.asarray(pixels)
-        w, h = _size(pixels)
+        w, h = image_size(pixels)
         if self.resize == "central_fraction":
             x0, y0, x1, y1 = self._central_box(w, h)
             if isinstance(pixels, Image.Image):
@@ -235,13 +235,14 @@ class Preprocess:
             out = out.transpose(2, 0, 1)
         return np.ascontiguousarray(out[None])
 
-    def _coefficients(self) -> tuple[np.float32, np.ndarray, np.ndarray]:
+    def coefficients(self) -> tuple[np.float32, np.ndarray, np.ndarray]:
+        """(scale, mean, std) in float32, as the values step computes (x * scale - mean) / std."""
         return (np.float32(self.scale), np.asarray(self.mean, np.float32), np.asarray(self.std, np.float32))
 
     def _float_values(self, arr: np.ndarray) -> np.ndarray:
         if self.channel_order == "BGR":
             arr = arr[..., ::-1]
-        scale, mean, std = self._coefficients()
+        scale, mean, std = self.coefficients()
         out = (arr * scale - mean) / std
         if self.layout == "NCHW":
             out = out.transpose(2, 0, 1)
@@ -250,7 +251,7 @@ class Preprocess:
     def _table_values(self, pixels: np.ndarray) -> np.ndarray:
         """8-bit pixels through a 256-entry table per channel holding (x * scale - mean) / std in float32:
         one gather per channel, written straight into the layout."""
-        scale, mean, std = self._coefficients()
+        scale, mean, std = self.coefficients()
         table = (np.arange(256, dtype=np.float32)[None, :] * scale - mean[:, None]) / std[:, None]  # 3 x 256
         if self.layout == "NCHW":
             out = np.empty((1, 3) + pixels.shape[:2], np.float32)
@@ -263,7 +264,8 @@ class Preprocess:
         return out[None]
 
 
-def _size(image) -> tuple[int, int]:
+def image_size(image) -> tuple[int, int]:
+    """(width, height) of a PIL image or an HxWxC array."""
     return image.size if isinstance(image, Image.Image) else (image.shape[1], image.shape[0])
 
 
