@@ -49,12 +49,18 @@ def tf_bilinear(arr: np.ndarray, out_h: int, out_w: int, *, half_pixel: bool = T
     ``rows``/``cols``: compute only that window [start, stop) of the out_h x out_w result (a centre crop). Only
     the source rows and columns the samples touch are gathered before the float conversion, so an 8-bit photo
     is never converted whole."""
-    y0, y1, fy = _axis(out_h, arr.shape[0], rows, half_pixel, align_corners)
-    x0, x1, fx = _axis(out_w, arr.shape[1], cols, half_pixel, align_corners)
+    return _blend(arr, _axis(out_h, arr.shape[0], rows, half_pixel, align_corners),
+                  _axis(out_w, arr.shape[1], cols, half_pixel, align_corners), _F)
+
+
+def _blend(arr: np.ndarray, ys, xs, dtype) -> np.ndarray:
+    """The bilinear blend both kernels share, ``a + (b - a) * f`` across then down, in ``dtype`` (the weights'
+    type: float32 for TensorFlow, float64 for TF.js). Only the gathered samples are converted."""
+    (y0, y1, fy), (x0, x1, fx) = ys, xs
     fx = fx[None, :, None]
     r0, r1 = arr[y0], arr[y1]
-    tl, tr = r0[:, x0].astype(_F), r0[:, x1].astype(_F)
-    bl, br = r1[:, x0].astype(_F), r1[:, x1].astype(_F)
+    tl, tr = r0[:, x0].astype(dtype), r0[:, x1].astype(dtype)
+    bl, br = r1[:, x0].astype(dtype), r1[:, x1].astype(dtype)
     top = tl + (tr - tl) * fx
     bottom = bl + (br - bl) * fx
     return top + (bottom - top) * fy[:, None, None]
@@ -77,15 +83,8 @@ def tfjs_bilinear(arr: np.ndarray, out_h: int, out_w: int, *, align_corners: boo
     """TensorFlow.js's ``tf.image.resizeBilinear(arr, [out_h, out_w], alignCorners)`` (CPU backend, no half-pixel
     centres) of an HxWxC array to float32: the kernel's float64 arithmetic, rounded once to float32 as its
     Float32Array result is."""
-    y0, y1, fy = _tfjs_axis(out_h, arr.shape[0], align_corners)
-    x0, x1, fx = _tfjs_axis(out_w, arr.shape[1], align_corners)
-    fx = fx[None, :, None]
-    r0, r1 = arr[y0], arr[y1]
-    tl, tr = r0[:, x0].astype(np.float64), r0[:, x1].astype(np.float64)
-    bl, br = r1[:, x0].astype(np.float64), r1[:, x1].astype(np.float64)
-    top = tl + (tr - tl) * fx
-    bottom = bl + (br - bl) * fx
-    return (top + (bottom - top) * fy[:, None, None]).astype(np.float32)
+    return _blend(arr, _tfjs_axis(out_h, arr.shape[0], align_corners), _tfjs_axis(out_w, arr.shape[1], align_corners),
+                  np.float64).astype(np.float32)
 
 
 def pil(image: np.ndarray | Image.Image, out_h: int, out_w: int, method: str = "pil") -> np.ndarray:
