@@ -91,9 +91,10 @@ class Overlay:
         lo, hi = min(vals), max(vals)
         return (min(0.0, lo), hi) if self.aggregate == "sum" else (lo, hi)
 
-    def ramp_position(self, value: float | None) -> float:
-        """0 (light) .. 1 (dark): dark is the most, or the worst where higher is better."""
-        lo, hi = self.ramp_range()
+    def ramp_position(self, value: float | None, span: tuple[float, float] | None = None) -> float:
+        """0 (light) .. 1 (dark): dark is the most, or the worst where higher is better. ``span``: ramp_range(),
+        when the caller places many values (it walks every block)."""
+        lo, hi = span or self.ramp_range()
         if value is None or hi <= lo:  # nothing to tell apart
             return 0.0
         t = (value - lo) / (hi - lo)

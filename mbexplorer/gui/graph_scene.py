@@ -86,13 +86,14 @@ class BlockGraphScene(QGraphicsScene):
     def apply_overlay(self, overlay) -> None:
         """Fill blocks by the overlay's per-block values on the ramp (dark: the most, or the worst where
         higher is better); a block without a value stays at the light end and says nothing."""
+        span = overlay.ramp_range() if overlay is not None else None
         for item in self.block_items:
             if overlay is None:
                 item.set_fill(colors.ramp_color(0.0), "")
                 item.set_metric("macs")
                 continue
             v = overlay.block_values.get(item.index)
-            item.set_fill(colors.ramp_color(overlay.ramp_position(v)), value_text(v, overlay.unit))
+            item.set_fill(colors.ramp_color(overlay.ramp_position(v, span)), value_text(v, overlay.unit))
             item.set_metric(overlay.stat, overlay.name)
 
     # layout --------------------------------------------------------------------------------------
