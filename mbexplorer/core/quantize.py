@@ -69,7 +69,13 @@ def quantize_job(model: LoadedModel, images: list[Path], *, preset: str | None =
     try:
         yield Progress(0.0, "optimising the float model")
         prepared, out = tmp / "prepared.onnx", tmp / "quantized.onnx"
-        quant_pre_process(model.model, prepared)
+        # skip_symbolic_shape: onnx's own shape inference already types every tensor of a MobileNet, and the
+        # symbolic pass imports sympy (seconds, on the first quantization of a session) for nothing more.
+        # From a file: given a ModelProto without the symbolic pass, onnxruntime writes its weights as external
+        # data it then cannot read back.
+        source = tmp / "float.onnx"
+        source.write_bytes(model.model.SerializeToString())
+        quant_pre_process(str(source), prepared, skip_symbolic_shape=True)
         import onnx
 
         kept = {n.name for n in onnx.load(prepared, load_external_data=False).graph.node}

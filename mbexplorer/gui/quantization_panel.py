@@ -6,6 +6,10 @@ Quantize/DequantizeLinear nodes is the quantized one) on a folder of images or t
 the views (a per-layer SQNR chart along depth, a sortable table, the output agreement, the worst weights) and a
 tensor-keyed overlay "quantization SQNR" on the block graph follow it, redrawn at most every 200 ms.
 
+A finished comparison is the what-if pane's baseline (``whatif_panel``, a third tab beside the tables): its float
+model quantized again another way, with layers picked from the table kept in float ("Keep in float", or the
+table's context menu); the chart draws the what-if's per-layer SQNR over the comparison's, tensor by tensor.
+
 Choosing a tensor (a row or a chart point) fills the detail pane below: both models' value histograms, a
 float-vs-quantized scatter, the quantization range against the observed one, and a weight-bearing node's
 per-channel weight SQNR, computed by ``layer_detail`` on a few of the run's images in the "quantization-detail"
@@ -28,9 +32,12 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QFileDialog,
+    QFrame,
     QHeaderView,
     QLabel,
+    QMenu,
     QPushButton,
+    QScrollArea,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -39,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from mbexplorer.core.compare import Partial, compare_job
+from mbexplorer.core.compare import Partial, compare_job, strict_json
 from mbexplorer.core.decoding import image_files
 from mbexplorer.core.drilldown import layer_detail
 from mbexplorer.core.errors import MbxError
@@ -54,6 +61,7 @@ from .flow_layout import FlowLayout, tool_group
 from .job_status import JobStatus
 from .tasks import Tasks
 from .topk_view import menu_button
+from .whatif_panel import WhatIfPanel
 from .workers import JobHandle
 
 LANE = "quantization"
@@ -65,6 +73,9 @@ REDRAW_MS = 200  # partial results redraw at most 5 times a second: a small mode
 COLUMNS = [("#", "#"), ("tensor", "name"), ("op", "op_type"), ("block", "block"), ("SQNR dB", "sqnr_db"),
            ("cosine", "cosine"), ("MSE", "mse"), ("max abs", "max_abs"), ("rel L2", "rel_l2"),
            ("isolated SQNR dB", "isolated_sqnr_db")]
+# (key, legend name, colour): the comparison's series, then the what-if's
+CURVES = (("sqnr_db", "accumulated", "#2563eb"), ("isolated_sqnr_db", "isolated", "#dc2626"),
+          ("sqnr_db", "what-if accumulated", "#16a34a"), ("isolated_sqnr_db", "what-if isolated", "#d97706"))
 WEIGHT_COLUMNS = [("#", "#"), ("weight", "name"), ("node", "node"), ("SQNR dB", "sqnr_db"),
                   ("worst channel", "worst_channel"), ("worst channel SQNR dB", "worst_channel_sqnr_db")]
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -76,17 +87,6 @@ def is_quantized(model) -> bool:
 
 def finite(v) -> float | None:
     return v if isinstance(v, (int, float)) and math.isfinite(v) else None
-
-
-def json_safe(obj):
-    """inf, -inf and NaN as null: JSON has no numbers for them."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _text(v) -> str:
@@ -182,8 +182,10 @@ class QuantizationPanel(QWidget):
         self._pending: dict | None = None
         self._analysis = None  # the analysis the shown result is for
         self._open_is_quant = True
-        self._models = None  # (float, quantized) of the shown result, for the detail pane
-        self._run_images: list = []
+        self._models = None  # (float, quantized) of the shown result, for the detail pane and the what-if
+        self._run_images: list = []  # the images of the shown result
+        self._whatif: dict | None = None  # the what-if's comparison drawn over the shown result
+        self._top = HEADROOM_DB  # the chart's top (see _show)
         self._show_overlay = False
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
@@ -236,32 +238,72 @@ class QuantizationPanel(QWidget):
         self.plot.setLabel("left", "SQNR", units="dB")
         self.plot.setLabel("bottom", "matched tensor (execution order)")
         self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.plot.addLegend(offset=(-10, 10))
-        self.curves = {}
-        for key, name, color in (("sqnr_db", "accumulated", "#2563eb"), ("isolated_sqnr_db", "isolated", "#dc2626")):
-            line = self.plot.plot([], [], pen=pg.mkPen(color, width=1.5), name=name)
-            dots = pg.ScatterPlotItem(size=7, brush=pg.mkBrush(color), pen=None, hoverable=True,
-                                      hoverSize=11, tip=lambda x, y, data: data)
-            dots.sigClicked.connect(self._on_points)
-            self.plot.addItem(dots)
-            self.curves[key] = (line, dots)
+        self.legend = self.plot.addLegend(offset=(-10, 10), colCount=2, brush=pg.mkBrush(255, 255, 255, 210))
+        self.curves = self._add_curves(CURVES[:2], Qt.SolidLine, 7, legend=True)
+        # the what-if's series, dashed over the comparison's; in the legend only while a what-if is shown
+        self.whatif_curves = self._add_curves(CURVES[2:], Qt.DashLine, 6, legend=False)
         self.table = self._make_table(COLUMNS, 0)  # execution order, as the chart
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)  # several layers to keep in float
         self.table.itemSelectionChanged.connect(self._on_row)
+        self.table.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._table_menu)
         self.weights = self._make_table(WEIGHT_COLUMNS, len(WEIGHT_COLUMNS) - 1)  # the worst channel first
-        views = QTabWidget()
+        self.whatif = WhatIfPanel(self.tasks)
+        self.whatif.errorRaised.connect(self.errorRaised)
+        self.whatif.statusMessage.connect(self.statusMessage)
+        self.whatif.outcomeChanged.connect(self._show_whatif)
+        scroll = QScrollArea()  # on a 768 px high screen the pane scrolls rather than squeezing its tables
+        scroll.setWidget(self.whatif)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.NoFrame)
+        self.views = views = QTabWidget()
         views.setDocumentMode(True)
         views.addTab(self.table, "Tensors")
         views.addTab(self.weights, "Worst weights")
+        views.addTab(scroll, "What-if")
+        self.keep_button = QPushButton("Keep in float")
+        self.keep_button.setToolTip("Keep the layers of the selected tensors in float in the what-if")
+        self.keep_button.clicked.connect(self.keep_selected)
+        views.setCornerWidget(self.keep_button, Qt.TopRightCorner)
         split = QSplitter(Qt.Vertical)
         split.addWidget(self.plot)
         split.addWidget(views)
-        split.addWidget(self._build_detail())
+        self.detail = self._build_detail()
+        split.addWidget(self.detail)
+        self._whatif_page, self._split, self._detail_height = scroll, split, 0
+        views.currentChanged.connect(lambda _: self._on_view())
         split.setSizes([300, 400, 250])
         split.setChildrenCollapsible(False)
         lay.addWidget(split, 1)
         self.hint = QLabel()
         self.hint.setStyleSheet("color: #6b7280;")
         lay.addWidget(self.hint)
+
+    def _on_view(self) -> None:
+        """The what-if takes the detail pane's room while it is shown (the detail is of a Tensors row)."""
+        whatif = self.views.currentWidget() is self._whatif_page
+        if whatif == self.detail.isHidden():
+            return
+        plot, views, detail = self._split.sizes()
+        if whatif:
+            self._detail_height = detail
+            self.detail.hide()
+            self._split.setSizes([plot, views + detail, 0])
+        else:
+            self.detail.show()
+            self._split.setSizes([plot, max(views - self._detail_height, 1), self._detail_height])
+
+    def _add_curves(self, series, style, size: int, legend: bool) -> dict:
+        """A line and clickable dots per (key, name, colour); the dots' data is their tip."""
+        curves = {}
+        for key, name, color in series:
+            line = self.plot.plot([], [], pen=pg.mkPen(color, width=1.5, style=style), name=name if legend else None)
+            dots = pg.ScatterPlotItem(size=size, brush=pg.mkBrush(color), pen=None, hoverable=True,
+                                      hoverSize=size + 4, tip=lambda x, y, data: data)
+            dots.sigClicked.connect(self._on_points)
+            self.plot.addItem(dots)
+            curves[key] = (line, dots)
+        return curves
 
     def _build_detail(self) -> QWidget:
         """The chosen tensor's histograms, scatter, range text and per-channel weight SQNR, side by side."""
@@ -322,6 +364,7 @@ class QuantizationPanel(QWidget):
             self.against.addItem(self.other_path.name, str(self.other_path))
         self.against.setCurrentIndex(max(0, self.against.findData(chosen)))  # a file chosen stays chosen
         self.against.blockSignals(False)
+        self.whatif.clear()
         self._show(None)
         self._update_controls()
 
@@ -398,7 +441,8 @@ class QuantizationPanel(QWidget):
         job.failed.connect(lambda msg, j=job: self._on_end(j, None, msg))
         job.cancelled.connect(lambda j=job: self._on_end(j, None))
         self._analysis = analysis
-        self._models, self._run_images = None, images[:DETAIL_IMAGES]
+        self._models, self._run_images = None, images
+        self.whatif.set_baseline(None, None, [], None)  # a what-if of the last comparison would not match
         self._clear_detail()
         self._show_overlay = True  # the first result of a run colours the graph by it
         self._show(None)
@@ -441,6 +485,12 @@ class QuantizationPanel(QWidget):
         if error:
             self.errorRaised.emit("Cannot compare", error)
         elif job.state == "finished":
+            # the what-if starts from this comparison: its float model, calibrated and compared on its images
+            # (those it could read)
+            failed = set(comparison.failed)
+            self.whatif.set_baseline(*self._models, [p for p in self._run_images if str(p) not in failed],
+                                     self.result)
+            self._update_keep()
             self.statusMessage.emit(f"Compared on {comparison.images} images.", 5000)
             self.runFinished.emit()
 
@@ -451,6 +501,7 @@ class QuantizationPanel(QWidget):
         self.run_button.setEnabled(has_model and self.against.count() > 0)
         self.cancel_button.setEnabled(running)
         self.export_button.setEnabled(self.result is not None)
+        self._update_keep()
         if not has_model:
             hint = "Open a model to compare it with its float version."
         elif self.against.count() == 0:
@@ -466,15 +517,9 @@ class QuantizationPanel(QWidget):
         # above the median + HEADROOM_DB are drawn as triangles at that top, their value in the tip.
         known = sorted(v for t in tensors if (v := finite(t["sqnr_db"])) is not None)
         top = (known[len(known) // 2] if known else 0.0) + HEADROOM_DB
-        for key, (line, dots) in self.curves.items():
-            # each point's data is its tip: the tensor's name, then its value
-            pts = [(i, min(v, top), f"{t['name']}\n{_text(v)} dB", "t1" if v > top else "o")
-                   for i, t in enumerate(tensors) if (v := t[key]) is not None and not math.isnan(v) and v > -math.inf]
-            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-            line.setData(xs, ys)
-            dots.setData(x=xs, y=ys, data=[p[2] for p in pts], symbol=[p[3] for p in pts])
-            line.setVisible(bool(pts))  # a series that does not exist (isolated, on some runs) stays out
-            dots.setVisible(bool(pts))
+        self._top = top
+        self._draw(self.curves, tensors)
+        self._draw_whatif()
         self._fill(self.table, COLUMNS, tensors)
         self._fill(self.weights, WEIGHT_COLUMNS, result["weights"] if result else [])
         out = result["output"] if result else None
@@ -487,6 +532,43 @@ class QuantizationPanel(QWidget):
         self.export_button.setEnabled(result is not None)
         if result and tensors:
             self._add_overlay(tensors)
+
+    def _points(self, tensors: list[dict], key: str, x_of=None, prefix: str = "") -> tuple:
+        """(xs, ys, tips, symbols) of one series: each tensor at its place along depth (``x_of``: by name, for a
+        what-if drawn over the comparison; default its index), values above the top as triangles at the top.
+        Each point's data is its tip: the tensor's name, then its value."""
+        pts = []
+        for i, t in enumerate(tensors):
+            x = i if x_of is None else x_of.get(t["name"])
+            v = t[key]
+            if x is None or v is None or math.isnan(v) or v == -math.inf:
+                continue
+            pts.append((x, min(v, self._top), f"{t['name']}\n{prefix}{_text(v)} dB", "t1" if v > self._top else "o"))
+        return [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts], [p[3] for p in pts]
+
+    def _draw(self, curves: dict, tensors: list[dict], x_of=None, prefix: str = "") -> None:
+        for key, (line, dots) in curves.items():
+            xs, ys, tips, symbols = self._points(tensors, key, x_of, prefix)
+            line.setData(xs, ys)
+            dots.setData(x=xs, y=ys, data=tips, symbol=symbols)
+            line.setVisible(bool(xs))  # a series that does not exist (isolated, on some runs) stays out
+            dots.setVisible(bool(xs))
+
+    def _show_whatif(self, comparison: dict | None) -> None:
+        """The what-if pane's result (or None): its series over the comparison's, matched by tensor name."""
+        self._whatif = comparison
+        self._draw_whatif()
+
+    def _draw_whatif(self) -> None:
+        tensors = self._whatif["tensors"] if self._whatif and self.result else []
+        x_of = {t["name"]: i for i, t in enumerate(self.result["tensors"])} if self.result else {}
+        self._draw(self.whatif_curves, tensors, x_of, "what-if ")
+        for (_, name, _), (line, _) in zip(CURVES[2:], self.whatif_curves.values()):
+            listed = any(sample.item is line for sample, _ in self.legend.items)
+            if line.isVisible() and not listed:
+                self.legend.addItem(line, name)
+            elif listed and not line.isVisible():
+                self.legend.removeItem(line)
 
     def _fill(self, table: QTableWidget, columns, rows: list[dict]) -> None:
         """Refill in place; the sort column stays, and the selected tensor stays selected."""
@@ -529,8 +611,37 @@ class QuantizationPanel(QWidget):
 
     def _on_row(self) -> None:
         items = self.table.selectedItems()
-        if items:
-            self._choose(items[0].data(Qt.UserRole))
+        current = self.table.currentItem()
+        if items:  # of several rows selected (to keep in float), the one clicked last
+            self._choose((current if current is not None and current.isSelected() else items[0]).data(Qt.UserRole))
+        self._update_keep()
+
+    def selected_rows(self) -> list[dict]:
+        """The comparison's rows of the tensors selected in the table, in the table's order."""
+        if self.result is None:
+            return []
+        names = {self.table.item(i.row(), 0).data(Qt.UserRole) for i in self.table.selectedIndexes()}
+        return [t for t in self.result["tensors"] if t["name"] in names]
+
+    def keep_selected(self) -> list[str]:
+        """Keep the layers of the selected tensors in float in the what-if (shown); the nodes added."""
+        added = self.whatif.keep(self.selected_rows())
+        self.views.setCurrentIndex(self.views.count() - 1)
+        return added
+
+    def table_menu(self) -> QMenu:
+        """The Tensors table's context menu."""
+        menu = QMenu(self)
+        menu.setAttribute(Qt.WA_DeleteOnClose)
+        action = menu.addAction("Keep in float (what-if)", self.keep_selected)
+        action.setEnabled(self.keep_button.isEnabled())
+        return menu
+
+    def _table_menu(self, pos) -> None:
+        self.table_menu().popup(self.table.viewport().mapToGlobal(pos))
+
+    def _update_keep(self) -> None:
+        self.keep_button.setEnabled(self.whatif.float_model is not None and bool(self.table.selectedIndexes()))
 
     def _choose(self, tensor: str) -> None:
         """A tensor was chosen: select its producing node in the graph, and look at it up close."""
@@ -547,7 +658,7 @@ class QuantizationPanel(QWidget):
         if self._models is None or not self._run_images:
             return None
         fm, qm = self._models
-        images = list(self._run_images)
+        images = list(self._run_images[:DETAIL_IMAGES])
         job = JobHandle(lambda: _detail_job(fm, qm, dict(row), images), f"Looking at {row['name']}…")
         job.finished.connect(lambda d, j=job: self.tasks.is_current(j) and self._draw_detail(d))
         job.failed.connect(lambda msg, j=job: self.tasks.is_current(j) and self.detail_text.setText(msg))
@@ -601,7 +712,7 @@ class QuantizationPanel(QWidget):
         return self._write(path, lambda: self.csv_text())
 
     def export_json(self, path) -> bool:
-        return self._write(path, lambda: json.dumps(json_safe(self.result), indent=1, allow_nan=False) + "\n")
+        return self._write(path, lambda: json.dumps(strict_json(self.result), indent=1, allow_nan=False) + "\n")
 
     def export_png(self, path) -> bool:
         def encode() -> bytes:

@@ -221,7 +221,7 @@ class GarbageCollector(QObject):
     """Automatic collection off; a timer on this (the UI) thread collects instead: generation 0 once it has
     crossed its threshold, the older ones when theirs are crossed too, as the interpreter would."""
 
-    def __init__(self, interval_ms: int = 1000, parent: QObject | None = None):
+    def __init__(self, interval_ms: int = 100, parent: QObject | None = None):
         super().__init__(parent)
         self.threshold = gc.get_threshold()
         self.collections = 0  # how many times check() collected (for tests and diagnostics)
@@ -244,11 +244,16 @@ class GarbageCollector(QObject):
 _collector: GarbageCollector | None = None
 
 
-def install_collector(app: QCoreApplication, interval_ms: int = 1000) -> GarbageCollector:
+def install_collector(app: QCoreApplication, interval_ms: int = 100) -> GarbageCollector:
     """Turn automatic garbage collection off for the application's life and collect on its thread by timer
-    (see the module's docstring). Call from the thread that made ``app``; once is enough, more is harmless."""
+    (see the module's docstring). Call from the thread that made ``app``; once is enough, more is harmless.
+
+    Every 100 ms, not pyqtgraph's 1 s: while a job allocates on its worker thread, a second's worth of young
+    objects made one collection of 80-700 ms on the UI thread (bench/bench_whatif_ui.py). What exists at start
+    (modules, Qt wrappers) is frozen out of the collector's walks: it lives as long as the app."""
     global _collector
     if _collector is None or not shiboken6.isValid(_collector):
+        gc.freeze()
         _collector = GarbageCollector(interval_ms, app)  # a child of the app: its timer lives on the UI thread
     gc.disable()  # again, should anything have turned it back on
     return _collector

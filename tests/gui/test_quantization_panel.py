@@ -77,7 +77,8 @@ def test_comparison_fills_table_chart_and_overlay(qtbot, quant_window, direct, t
     assert len(table) == len(rows) and {r["tensor"] for r in table} == {t["name"] for t in rows}
     assert panel.export_json(tmp_path / "q.json")
     saved = json.loads((tmp_path / "q.json").read_text())["tensors"]
-    assert len(saved) == len(rows) and saved[0]["sqnr_db"] is None  # the exact input tensor: inf as null
+    # strict JSON as the CLI writes it (compare.strict_json): the exact input tensor's inf is null, said identical
+    assert len(saved) == len(rows) and saved[0]["sqnr_db"] is None and saved[0]["identical"] is True
     assert panel.export_png(tmp_path / "q.png") and not QImage(str(tmp_path / "q.png")).isNull()
 
 
