@@ -36,10 +36,14 @@ class Session:
     ``providers``: execution provider names (or ``(name, options)`` pairs) in order of preference; CPU by
     default. ``threads``: intra-op threads (onnxruntime's default when None). ``optimization``: one of
     ``OPTIMIZATION``. ``extra_outputs``: tensor names to expose as graph outputs too, in a copy of the model.
+    ``spin``: the intra-op threads busy-wait for work between runs (onnxruntime's default, the fastest for one
+    session run back to back); False where sessions and numpy work take turns on the cores, which idle spinning
+    threads would keep from each other.
     """
 
     def __init__(self, model: LoadedModel | onnx.ModelProto, *, providers: Sequence | None = None,
-                 threads: int | None = None, optimization: str = "all", extra_outputs: Iterable[str] = ()):
+                 threads: int | None = None, optimization: str = "all", extra_outputs: Iterable[str] = (),
+                 spin: bool = True):
         proto = model.model if isinstance(model, LoadedModel) else model
         providers = list(providers or ["CPUExecutionProvider"])
         available = ort.get_available_providers()
@@ -57,6 +61,8 @@ class Session:
         opts.graph_optimization_level = OPTIMIZATION[optimization]
         if threads:
             opts.intra_op_num_threads = threads
+        if not spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(proto.SerializeToString(), opts, providers=providers)
         self.inputs = self.session.get_inputs()  # NodeArgs: .name, .shape, .type
         self.outputs = self.session.get_outputs()

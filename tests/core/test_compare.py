@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from mbexplorer.core.compare import Partial, compare_job, isolated_model, pair
+from mbexplorer.core.compare import Accumulators, Partial, compare_job, isolated_model, measure, pair
 from mbexplorer.core.decoding import image_files
-from mbexplorer.core.jobs import run
+from mbexplorer.core.jobs import Cancelled, run
 from mbexplorer.core.loading import load
 from mbexplorer.core.preprocess import for_model
 from mbexplorer.core.runtime import Session
@@ -200,3 +200,68 @@ def test_unpaired_input_has_no_isolated_error(twin):
     p = pair(f, q)
     why = isolated_model(f, q, p).why
     assert [p.pairs[k].name for k in why] == ["input_nchw"] and "no float counterpart" in why[0]
+
+
+def test_measure_equals_float64_sums():
+    """Chunked float32 dot products (any length, a remainder after the last whole chunk) against numpy's float64
+    sums of the same values; float16 is measured in float64; ``full=False`` measures Σ(f−q)² and the count."""
+    rng = np.random.default_rng(0)
+    fs, qs = [], []
+    for n in (1, 1023, 1024, 5000, 300_001):
+        f = rng.standard_normal(n).astype(np.float32) * 3
+        fs.append(f.reshape(1, -1) if n == 300_001 else f)
+        qs.append((f + rng.standard_normal(n).astype(np.float32) * 0.01).reshape(fs[-1].shape))
+    fs.append(rng.standard_normal(2000).astype(np.float16))
+    qs.append((fs[-1] + np.float16(0.25)).astype(np.float16))
+    got = measure(fs, qs)
+    for row, f, q in zip(got, fs, qs):
+        a, b = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
+        want = [a @ a, (a - b) @ (a - b), a @ b, b @ b, np.abs(a - b).max(), a.size]
+        np.testing.assert_allclose(row, want, rtol=2e-7)
+    assert got[-1][1] == pytest.approx(2000 * 0.25 ** 2, rel=1e-3)  # float16 steps: f + 0.25 rounds to its grid
+    # Σf·q comes from the other three sums: for two unrelated tensors (cosine near 0) it keeps its absolute error,
+    # a cosine within 1e-7 (shown with five decimals)
+    f, q = rng.standard_normal(100_000).astype(np.float32), rng.standard_normal(100_000).astype(np.float32)
+    unrelated = Accumulators.zeros(1)
+    unrelated.update(0, f, q)
+    a, b = f.astype(np.float64), q.astype(np.float64)
+    assert unrelated.stats(0)["cosine"] == pytest.approx(a @ b / np.sqrt((a @ a) * (b @ b)), abs=1e-7)
+    kept = {}  # a scratch buffer kept between calls: the same figures, the same buffer
+    np.testing.assert_array_equal(measure(fs, qs, scratch=kept), got)
+    buffers = dict(kept)
+    np.testing.assert_array_equal(measure(fs, qs, scratch=kept), got)
+    assert set(kept) == {np.dtype(np.float32), np.dtype(np.float64)} and all(kept[k] is buffers[k] for k in kept)
+    short = measure(fs, qs, full=False)
+    np.testing.assert_array_equal(short[:, [1, 5]], got[:, [1, 5]])
+    assert not short[:, [0, 2, 3, 4]].any()
+    acc = Accumulators.zeros(2)
+    acc.add([1], got[:1])
+    acc.add([1], got[:1])
+    assert acc.sums[0].tolist() == [0.0] * 6 and acc.sums[1].tolist() == [*(2 * got[0, :4]), got[0, 4], 2.0]
+
+
+def test_an_unreadable_image_is_skipped(twin, shared_dir, tmp_path):
+    """Between two images, a broken file: a warning, the others measured as if it were not there."""
+    f, q = twin
+    good = _images(shared_dir, 2)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a picture")
+    events = []
+    c = run(compare_job(f, q, [good[0], broken, good[1]]), events.append)
+    assert c.images == 2 and c.failed == [str(broken)]
+    assert [e.images for e in events if isinstance(e, Partial)] == [1, 2]
+    assert any(getattr(e, "level", "") == "warning" and "broken.jpg" in e.message for e in events)
+    assert c.to_dict() == run(compare_job(f, q, good)).to_dict()
+
+
+def test_cancel_stops_the_comparison(twin, shared_dir):
+    import threading
+
+    f, q = twin
+    threads = threading.active_count()
+    partials = []
+    with pytest.raises(Cancelled):
+        run(compare_job(f, q, _images(shared_dir, 5)), lambda e: partials.append(e) if isinstance(e, Partial)
+            else None, cancelled=lambda: bool(partials))
+    assert [p.images for p in partials] == [1]
+    assert threading.active_count() == threads  # the worker threads are gone

@@ -140,3 +140,13 @@ def test_errors_name_what_is_wrong(v1):
         Session(v1, extra_outputs=["bn1.out", "no.such.tensor"])
     with pytest.raises(MbxError, match="'conv_stem.weight'"):  # an initializer is no node's output
         with_outputs(v1, ["conv_stem.weight"])
+
+
+def test_threads_that_do_not_spin_compute_the_same(v1):
+    """spin=False (compare's sessions, which take turns with each other and with numpy) changes only how idle
+    intra-op threads wait."""
+    x = _x()
+    still = Session(v1, spin=False)
+    opts = still.session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    np.testing.assert_array_equal(still.run({"input": x})["logits"], Session(v1).run({"input": x})["logits"])
