@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from .core.conventions import CONVENTIONS, DEFAULT_CONVENTION
@@ -247,7 +248,7 @@ def cmd_compare(args) -> int:
         if float_model is None:
             raise MbxError(f"{Path(args.model).name} has no float twin (only a quantized TFLite model has one); "
                            "give the float model and the quantized one.")
-    c = run(compare_job(float_model, quant_model, images, _preset_choice(args)),
+    c = run(compare_job(float_model, quant_model, images, _preset_choice(args), isolated=not args.no_isolated),
             lambda ev: print(f"warning: {ev.message}", file=sys.stderr) if getattr(ev, "level", "") == "warning"
             else None)
     if not c.images:
@@ -575,7 +576,390 @@ def _add_compare(sub) -> None:
                    help='print strict JSON instead of a table (an infinite SQNR: null, with "identical": true)')
     c.add_argument("--csv", metavar="FILE", help="also write the per-tensor table as CSV")
     c.add_argument("--force", action="store_true", help="replace an existing CSV file")
+    c.add_argument("--no-isolated", action="store_true",
+                   help="skip the isolated SQNR (a third run per image, of every layer fed the float model's "
+                        "inputs): faster; the table shows '-', the JSON null")
     c.set_defaults(func=cmd_compare)
+
+
+# --- device plugins: plugins, profile, runs -------------------------------------------------------------------
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: give distinct whole numbers >= 1, such as 1,2,4,8")
+    return sizes
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 1")
+    return n
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number >= 0")
+    return n
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, such as soc_version=Ascend310P3")
+    return key.strip(), value
+
+
+def _device_dicts(info, timeout: float = 30.0) -> tuple[list[dict], str]:
+    """An available plugin's devices as dicts, or ([], why listing them failed)."""
+    from .core.jobs import run
+    from .devices.host import devices_job
+
+    try:
+        return [d.to_dict() for d in run(devices_job(info, timeout=timeout))], ""
+    except MbxError as exc:
+        return [], getattr(exc, "reason", str(exc))
+
+
+def cmd_plugins(args) -> int:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .devices import API_VERSION
+    from .devices.host import discover
+
+    plugins = discover()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # each lists its devices in a child process of its own
+        found = list(pool.map(lambda i: _device_dicts(i) if i.available else ([], ""), plugins))
+    listed = []
+    for info, (devices, error) in zip(plugins, found):
+        m = info.manifest
+        listed.append({"name": info.name, "version": m.version if m else "", "origin": info.origin,
+                       "location": info.location, "available": info.available and not error,
+                       "reason": error or info.reason, "summary": m.summary if m else "",
+                       "capabilities": list(m.capabilities) if m else [], "devices": devices})
+    if args.json:
+        print(json.dumps({"api": "{}.{}".format(*API_VERSION), "plugins": listed}, indent=2))
+        return 0
+    if not listed:
+        print("no device plugins found; MBEXPLORER_PLUGIN_PATH adds plugin folders")
+        return 0
+    for p in listed:
+        state = "available" if p["available"] else f"unavailable: {p['reason']}"
+        print(f"{p['name']} {p['version']} ({p['origin']}): {state}")
+        if p["summary"]:
+            print(f"    {p['summary']}")
+        for d in p["devices"]:
+            what = f"{d['name']} ({d['kind']}; {', '.join(d['precisions'])})"
+            print(f"    {d['id']:<14} {what}" + ("" if d["available"] else f" - unavailable: {d['reason']}"))
+    return 0
+
+
+def _pick_device(info, wanted: str | None, precision: str):
+    from .core.jobs import run
+    from .devices.host import devices_job
+
+    devices = run(devices_job(info))
+    names = ", ".join(d.id for d in devices) or "none"
+    if wanted:
+        device = next((d for d in devices if d.id == wanted), None)
+        if device is None:
+            raise MbxError(f"the plugin {info.name} has no device {wanted!r} (its devices: {names}).")
+        if not device.available:
+            raise MbxError(f"the device {wanted} is unavailable: {device.reason}")
+    else:
+        usable = [d for d in devices if d.available and precision in d.precisions]
+        if not usable:
+            why = "; ".join(f"{d.id}: {d.reason or 'no ' + precision}" for d in devices) or "it lists no device"
+            raise MbxError(f"the plugin {info.name} has no available device for {precision} ({why}).")
+        device = usable[0]
+    if precision not in device.precisions:
+        raise MbxError(f"the device {device.id} runs {', '.join(device.precisions)}, not {precision}; choose "
+                       f"one with --precision.")
+    return device
+
+
+def _onnx_for(path: Path) -> tuple[Path, str]:
+    """The ONNX model a plugin takes and the sha256 of what the user gave: the file itself when it is ONNX, else
+    its import, saved once in the work folder (named by the source's sha256: a second profile reuses it)."""
+    from .core import formats
+    from .core.loading import load
+    from .core.onnx_write import save_model
+    from .devices.host import model_sha256
+    from .devices.store import data_home
+
+    sha = model_sha256(path) if path.is_file() else ""
+    if sha and formats.sniff_file(path) == "onnx":
+        return path, sha
+    model = None
+    if not sha:  # a TF.js folder: its import knows its digest
+        model = load(path)
+        sha = model.sha256
+    out = data_home() / "work" / sha[:16] / (path.stem + ".onnx")
+    if not out.is_file():
+        model = model or load(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            save_model(model.model, out)
+        except OSError as exc:
+            raise MbxError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    return out, sha
+
+
+def _measurement_json(m) -> dict:
+    lat = m.latency_ms
+    return {"batch_size": m.batch_size, "throughput": m.throughput,
+            "latency_ms": {"mean": lat.mean, "p50": lat.p50, "p90": lat.p90, "p99": lat.p99},
+            "iterations": m.iterations, "warmup": m.warmup, "meaning": m.meaning, "tool": m.tool,
+            "tool_version": m.tool_version, "raw_ms": list(m.raw_ms)}
+
+
+def _run_json(r) -> dict:
+    return {"run": r.id, "plugin": r.plugin, "device": r.device, "device_name": r.device_name,
+            "model_path": r.model_path, "model_sha256": r.model_sha256, "precision": r.precision,
+            "status": r.status, "source": r.source, "started": r.started, "finished": r.finished,
+            "error": r.error, "meaning": r.measurements[0].meaning if r.measurements else None,
+            "settings": r.settings, "measurements": [_measurement_json(m) for m in r.measurements]}
+
+
+_ROW = "{:>6} {:>12} {:>10} {:>10} {:>10} {:>10} {:>6}"
+
+
+def _row(m) -> str:
+    lat = m.latency_ms
+    def ms(v):  # a percentile the tool does not report is None
+        return "-" if v is None else f"{v:.3f}"
+
+    return _ROW.format(m.batch_size, f"{m.throughput:,.1f}", ms(lat.mean), ms(lat.p50), ms(lat.p90), ms(lat.p99),
+                       m.iterations)
+
+
+def cmd_profile(args) -> int:
+    from .core.jobs import Log, Progress, run
+    from .devices import MEANINGS, CompileRequest, LogRequest, Measurement, ProfileRequest
+    from .devices.host import compile_job, find, logs_job, model_sha256, profile_job
+    from .devices.store import Store, data_home
+
+    model = Path(args.model)
+    if not model.exists():
+        raise MbxError(f"{model} does not exist.")
+    model = model.resolve()  # the run records where it is, whatever the working folder when it is reopened
+    if args.batch_size is not None and not args.from_log:
+        raise MbxError("--batch-size goes with --from-log (for logs that do not say it); to profile, give "
+                       "--batch-sizes 1,2,4,...")
+    info = find(args.plugin)
+    tty = sys.stderr.isatty()
+    shown_header = False
+
+    def show(event) -> None:
+        nonlocal shown_header
+        if isinstance(event, Log):
+            if event.level == "warning" or args.verbose:
+                print(f"{event.level}: {event.message}", file=sys.stderr, flush=True)
+        elif isinstance(event, Progress):
+            if tty and not args.verbose:
+                print(f"\r{event.fraction:4.0%} {event.message}\033[K", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Measurement) and not args.json:
+            if tty and not args.verbose:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+            if not shown_header:
+                print(_ROW.format("batch", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "iters"))
+                shown_header = True
+            print(_row(event), flush=True)
+
+    started = time.time()
+    with Store() as store:
+        try:
+            if args.from_log:
+                sha = model_sha256(model) if model.is_file() else ""
+                request = LogRequest(tuple(args.from_log), sha, args.batch_size, args.precision or "",
+                                     args.device or "")
+                if not args.json:
+                    print(f"reading {plural(len(args.from_log), 'log')} with {info.name}")
+                result = run(logs_job(info, request, store, model_path=str(model)), show)
+            else:
+                precision = args.precision or "fp32"
+                device = _pick_device(info, args.device, precision)
+                onnx_path, sha = _onnx_for(model)
+                work = data_home() / "work" / sha[:16] / info.name
+                work.mkdir(parents=True, exist_ok=True)
+                source = "" if onnx_path == model else str(model)
+                options = tuple(args.option or ())
+                artifact = None
+                if "compile" in info.manifest.capabilities and not args.no_compile:
+                    if not args.json:
+                        print(f"compiling {model.name} for {info.name}/{device.id} ({precision})", flush=True)
+                    artifact = run(compile_job(info, CompileRequest(str(onnx_path), device.id, precision,
+                                                                    args.batch_sizes, str(work), source, options)),
+                                   show)
+                if not args.json:
+                    print(f"profiling {model.name} on {info.name}/{device.id} ({device.name}), {precision}, "
+                          f"{plural(args.iterations, 'iteration')} after {args.warmup} warm-up", flush=True)
+                request = ProfileRequest(str(onnx_path), device.id, precision, args.batch_sizes, args.iterations,
+                                         args.warmup, str(work), source, artifact, sha, options)
+                result = run(profile_job(info, request, store, device.name), show)
+        except KeyboardInterrupt:
+            if tty:
+                print(file=sys.stderr)
+            recorded = _recorded_since(store, info.name, started)
+            if recorded is not None:
+                print(f"cancelled: run {recorded.id} is recorded with "
+                      f"{plural(len(recorded.measurements), 'point')}", file=sys.stderr)
+            return 130
+        except MbxError as exc:
+            recorded = _recorded_since(store, info.name, started)
+            if recorded is None:
+                raise
+            raise MbxError(f"{exc} (run {recorded.id} is recorded as {recorded.status} with its log: "
+                           f"`mbexplorer runs show {recorded.id}`)") from exc
+        finally:
+            if tty and not args.verbose:
+                print("\r\033[K", end="", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(_run_json(result), indent=2))
+        return 0
+    meaning = MEANINGS.get(result.measurements[0].meaning, "") if result.measurements else ""
+    print(f"run {result.id} {result.status}: {plural(len(result.measurements), 'measurement')} ({meaning}); "
+          f"`mbexplorer runs show {result.id}` shows it again")
+    return 0
+
+
+def _recorded_since(store, plugin: str, started: float):
+    """The run this command recorded (its plugin's newest since it started), if it got that far."""
+    return next((r for r in store.runs() if r.plugin == plugin and r.started >= started), None)
+
+
+def _when(t: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else ""
+
+
+def cmd_runs(args) -> int:
+    from .devices.store import Store
+
+    with Store() as store:
+        if args.runs_command == "show":
+            runs = [store.run(i) for i in args.ids]
+            if args.json:
+                print(json.dumps([_run_json(r) for r in runs] if len(runs) > 1 else _run_json(runs[0]), indent=2))
+                return 0
+            for r in runs:
+                _show_run(r)
+            return 0
+        if args.runs_command == "delete":
+            runs = [store.run(i) for i in args.ids]  # every id checked before anything is deleted
+            busy = [r.id for r in runs if r.status == "running"]
+            if busy:
+                raise MbxError(f"run {busy[0]} is still being recorded; cancel it first (or wait for it).")
+            for r in runs:
+                store.delete(r.id)
+                print(f"deleted run {r.id} ({r.plugin}/{r.device}, {plural(len(r.measurements), 'point')})")
+            return 0
+        if args.runs_command == "compare":
+            return _compare_runs([store.run(i) for i in args.ids], args.json)
+        runs = store.runs()
+    if args.json:
+        print(json.dumps({"runs": [{k: v for k, v in _run_json(r).items() if k != "measurements"}
+                                   | {"points": len(r.measurements)} for r in runs]}, indent=2))
+        return 0
+    if not runs:
+        print("no stored runs; `mbexplorer profile MODEL --plugin NAME` makes one")
+        return 0
+    fmt = "{:>5}  {:<16}  {:<11}  {:<12}  {:<14}  {:<9}  {:>6}  {:<8}  {}"
+    print(fmt.format("ID", "STARTED", "STATUS", "PLUGIN", "DEVICE", "PRECISION", "POINTS", "SOURCE", "MODEL"))
+    for r in runs:
+        print(fmt.format(r.id, _when(r.started), r.status, r.plugin, r.device, r.precision, len(r.measurements),
+                         r.source, Path(r.model_path).name))
+    return 0
+
+
+def _show_run(r) -> None:
+    from .devices import MEANINGS
+
+    print(f"run {r.id}: {r.status}, {r.plugin}/{r.device}" + (f" ({r.device_name})" if r.device_name else "")
+          + f", {r.precision or '?'}, {r.source}")
+    print(f"  model {r.model_path} (sha256 {r.model_sha256[:16]}...)")
+    print(f"  started {_when(r.started)}" + (f", finished {_when(r.finished)}" if r.finished else ""))
+    if r.measurements:
+        m0 = r.measurements[0]
+        print(f"  {m0.tool} {m0.tool_version}: {MEANINGS.get(m0.meaning, m0.meaning)}")
+        print(_ROW.format("batch", "images/s", "mean ms", "p50 ms", "p90 ms", "p99 ms", "iters"))
+        for m in r.measurements:
+            print(_row(m))
+    if r.error:
+        print("  error: " + r.error.replace("\n", "\n  "))
+
+
+def _compare_runs(runs: list, as_json: bool) -> int:
+    """Throughput per batch size, one column per run, and each run's ratio to the first."""
+    sizes = sorted({m.batch_size for r in runs for m in r.measurements})
+    table = {r.id: {m.batch_size: m.throughput for m in r.measurements} for r in runs}
+    if as_json:
+        print(json.dumps({"runs": [r.id for r in runs], "batch_sizes": sizes,
+                          "throughput": {str(r.id): [table[r.id].get(b) for b in sizes] for r in runs}}, indent=2))
+        return 0
+    base = runs[0].id
+    print("images/s by batch size; x = ratio to run", base)
+    print(f"{'batch':>6}" + "".join(f"  {'run ' + str(r.id):>18}" for r in runs))
+    for b in sizes:
+        cells = []
+        for r in runs:
+            v, ref = table[r.id].get(b), table[base].get(b)
+            ratio = f" ({v / ref:.2f}x)" if v is not None and ref and r.id != base else ""
+            cells.append(f"  {('-' if v is None else f'{v:,.1f}') + ratio:>18}")
+        print(f"{b:>6}" + "".join(cells))
+    return 0
+
+
+def _add_devices(sub) -> None:
+    pl = sub.add_parser("plugins", help="list the device plugins, whether each is available (and why not), and "
+                                        "their devices")
+    pl.add_argument("--json", action="store_true", help="print JSON instead of a list")
+    pl.set_defaults(func=cmd_plugins)
+
+    pr = sub.add_parser("profile", help="compile and profile a model on a device through a plugin (throughput and "
+                                        "latency per batch size, stored as runs)")
+    pr.add_argument("model", help="the model file (ONNX; other formats are imported first)")
+    pr.add_argument("--plugin", required=True, metavar="NAME", help="the plugin (see `mbexplorer plugins`)")
+    pr.add_argument("--device", metavar="D", help="a device id of the plugin (default: its first available one)")
+    pr.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="default: fp32 (with --from-log: what "
+                                                                           "the log says)")
+    pr.add_argument("--batch-sizes", type=_batch_sizes, default=(1,), metavar="1,2,4,...")
+    pr.add_argument("--iterations", type=_positive, default=100, metavar="N", help="timed iterations per batch "
+                                                                                    "size (default 100)")
+    pr.add_argument("--warmup", type=_count, default=10, metavar="N", help="untimed iterations first (default 10)")
+    pr.add_argument("--option", type=_key_value, action="append", metavar="KEY=VALUE",
+                    help="a plugin setting (repeat for more)")
+    pr.add_argument("--no-compile", action="store_true", help="profile the ONNX model without compiling it first")
+    pr.add_argument("--from-log", nargs="+", metavar="LOG",
+                    help="read logs the vendor tool wrote on another machine instead of measuring here")
+    pr.add_argument("--batch-size", type=_positive, metavar="N", help="with --from-log: the batch size, for logs "
+                                                                       "that do not say it")
+    pr.add_argument("--json", action="store_true", help="print JSON at the end instead of a table as it runs")
+    pr.add_argument("-v", "--verbose", action="store_true", help="print the plugin's log lines as they come")
+    pr.set_defaults(func=cmd_profile)
+
+    rn = sub.add_parser("runs", help="list, show, compare or delete stored profiling runs")
+    rn.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rsub = rn.add_subparsers(dest="runs_command")
+    show = rsub.add_parser("show", help="a run's measurements")
+    show.add_argument("ids", type=int, nargs="+", metavar="ID")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cmp = rsub.add_parser("compare", help="throughput per batch size, runs side by side")
+    cmp.add_argument("ids", type=int, nargs="+", metavar="ID")
+    cmp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rm = rsub.add_parser("delete", help="delete runs and their measurements")
+    rm.add_argument("ids", type=int, nargs="+", metavar="ID")
+    rn.set_defaults(func=cmd_runs)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -590,7 +974,7 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="replace an existing screenshot file")
     g.add_argument("--images", nargs="+", metavar="IMAGE", help="images or folders to classify in the Classify tab")
     g.add_argument("--build", choices=FAMILIES, help="open a freshly built model instead of a file")
-    g.add_argument("--tab", choices=("layers", "model", "classify", "quantization"),
+    g.add_argument("--tab", choices=("layers", "model", "classify", "quantization", "devices"),
                    help="the tab shown; quantization with --images compares the model on them (the screenshot "
                         "waits for it)")
     g.add_argument("--compare", metavar="OTHER",
@@ -617,6 +1001,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_preprocess(sub)
     _add_compare(sub)
     _add_quantize(sub)
+    _add_devices(sub)
 
     cv = sub.add_parser("convert", help="import a model (TFLite, Keras, TF.js, PyTorch, ONNX) and save it as ONNX")
     cv.add_argument("input", metavar="IN")

@@ -113,7 +113,8 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
             tab: str | None = None, compare: str | Path | None = None) -> int:
     """Run the app until the window closes. ``build``: keyword arguments of ``analysis.build_job``;
     ``images``: files or folders for the Classify tab, classified once the model is shown. ``tab``: the tab
-    shown (layers, model, classify, quantization); with "quantization" the images go to that tab instead, and
+    shown (layers, model, classify, quantization, devices: its stored runs, once every plugin's devices are
+    listed); with "quantization" the images go to that tab instead, and
     the open model is compared (with ``compare``, a second model file, else its float twin) once it is shown.
 
     With ``screenshot``: wait for the model to be shown and painted (and the images classified), save
@@ -158,7 +159,7 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
         loop.exit(code)
 
     _grab_when_settled(app, window, Path(screenshot), finish, wait=model_path is not None or build is not None,
-                       images=bool(images), quantize=quantize)
+                       images=bool(images), quantize=quantize, devices=tab == "devices")
     _start(window, model_path, build, None if quantize else images)
     loop.exec()
     window.deleteLater()
@@ -168,9 +169,10 @@ def run_gui(model_path: str | Path | None = None, screenshot: str | Path | None 
 
 
 def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish, wait: bool, images: bool,
-                       quantize: bool = False) -> None:
-    """Save ``window.grab()`` to ``out`` once the model is shown and painted (and the images classified), then
-    ``finish(0)``; ``finish(1)`` when loading fails or the file cannot be written, ``finish(2)`` on time-out."""
+                       quantize: bool = False, devices: bool = False) -> None:
+    """Save ``window.grab()`` to ``out`` once the model is shown and painted (and the images classified, and with
+    ``devices`` every plugin's devices listed), then ``finish(0)``; ``finish(1)`` when loading fails or the file
+    cannot be written, ``finish(2)`` on time-out."""
 
     from PySide6.QtCore import QBuffer, QByteArray, QIODevice
 
@@ -207,16 +209,26 @@ def _grab_when_settled(app: QApplication, window: MainWindow, out: Path, finish,
         print("mbexplorer: error: the model did not open in time for the screenshot", file=sys.stderr)
         finish(2)
 
-    # Let the layouts and the graph's first paint settle before grabbing.
+    # Let the layouts and the graph's first paint settle before grabbing: once everything awaited has happened.
     settled = (window.quantization.runFinished if quantize else window.classify.runFinished if images
                else window.model_shown)
-    settled.connect(lambda: QTimer.singleShot(150, window, grab))
+    awaited = ([settled] if wait or images else []) + ([window.devices.settled] if devices else [])
+    pending = set(range(len(awaited)))
+
+    def arrived(i: int) -> None:
+        if i in pending:
+            pending.discard(i)
+            if not pending:
+                QTimer.singleShot(150, window, grab)
+
+    for i, signal in enumerate(awaited):
+        signal.connect(lambda *_args, i=i: arrived(i))
     window.load_failed.connect(failed)
     window.job_cancelled.connect(lambda: failed("cancelled"))
     if quantize:  # a comparison that cannot run fails the screenshot rather than waiting for the time-out
         window.quantization.errorRaised.connect(lambda _title, message: failed(message))
     # Timers take the window as context so none fires into a later run_gui in the same process.
-    if not wait and not images:
+    if not awaited:
         QTimer.singleShot(300, window, grab)
     else:
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, window, timed_out)

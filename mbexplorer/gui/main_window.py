@@ -34,6 +34,7 @@ from mbexplorer.core.state import State
 
 from .builder_dialog import BuilderDialog
 from .classify_panel import ClassifyPanel
+from .devices_panel import DevicesPanel
 from .graph_panel import GraphPanel
 from .inspector import InspectorPanel
 from .job_status import JobStatus
@@ -91,6 +92,8 @@ class MainWindow(QMainWindow):
         self.quantization = QuantizationPanel(tasks=self.tasks, state=self.state, classify_images=lambda: [
             e.path for e in self.classify.entries if not e.error])
         self.tabs.addTab(self.quantization, "Quantization")
+        self.devices = DevicesPanel(tasks=self.tasks, state=self.state)  # profiling on device plugins
+        self.tabs.addTab(self.devices, "Devices")
         self.splitter = QSplitter(Qt.Horizontal)
         self.splitter.addWidget(self.graph_panel)
         self.splitter.addWidget(self.tabs)
@@ -122,11 +125,13 @@ class MainWindow(QMainWindow):
         self.quantization.nodeSelected.connect(lambda n: self.graph.select_node(n, center=True))
         self.quantization.errorRaised.connect(lambda title, message: self.show_error(message, title))
         self.quantization.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
+        self.devices.errorRaised.connect(lambda title, message: self.show_error(message, title))
+        self.devices.statusMessage.connect(lambda text, ms: self.statusBar().showMessage(text, ms))
 
     def tab(self, name: str):
-        """A tab's panel by its --tab name: layers, model, classify, quantization."""
+        """A tab's panel by its --tab name: layers, model, classify, quantization, devices."""
         return {"layers": self.layers, "model": self.info, "classify": self.classify,
-                "quantization": self.quantization}[name]
+                "quantization": self.quantization, "devices": self.devices}[name]
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

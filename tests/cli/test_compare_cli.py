@@ -44,3 +44,24 @@ def test_compare_float_alone_is_refused(mbx, shared_dir):
     r = mbx("compare", shared_dir / "models" / "mobilenet_v1_0.25_224_1_default_1.tflite",
             "--images", shared_dir / "images" / "cat.bmp")
     assert r.returncode == 1 and "float twin" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_compare_no_isolated(mbx, shared_dir):
+    model = shared_dir / "models" / "mobilenet_v1_0.25_128_quant.tflite"
+    img = shared_dir / "images" / "cat.bmp"
+    assert "--no-isolated" in mbx("compare", "--help").stdout
+    full = json.loads(mbx("compare", model, "--images", img, "--json").stdout)
+    r = mbx("compare", model, "--images", img, "--json", "--no-isolated")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout, parse_constant=_refuse)
+    assert len(d["tensors"]) == 58 and all(t["isolated_sqnr_db"] is None for t in d["tensors"])
+    assert not any("isolated_identical" in t for t in d["tensors"])
+    # everything else is the same comparison
+    drop = ("isolated_sqnr_db", "isolated_identical")
+    assert [{k: v for k, v in t.items() if k not in drop} for t in d["tensors"]] == \
+        [{k: v for k, v in t.items() if k not in drop} for t in full["tensors"]]
+    assert d["output"] == full["output"] and d["weights"] == full["weights"]
+    table = mbx("compare", model, "--images", img, "--no-isolated").stdout.splitlines()
+    assert table[1].split()[:5] == ["tensor", "op", "SQNR", "dB", "isolated"]
+    rows = table[2:2 + 58]  # after the title and the header: "< " marks the worst, then name, op, SQNR, isolated
+    assert all(line[2:].split()[3] == "-" for line in rows) and table[2 + 58].startswith("< worst:")

@@ -1,0 +1,13 @@
+import os
+import signal
+
+from mbexplorer.devices import Device, Log
+
+
+class Plugin:
+    def devices(self):
+        return [Device("cpu", "host", "cpu")]
+
+    def profile(self, request):
+        yield Log("about to crash")
+        os.kill(os.getpid(), signal.SIGSEGV)
