@@ -201,11 +201,11 @@ def cmd_predict(args) -> int:
         top = result_topk(r, args.top_k, labels)
         # JSON keeps every entry asked for, marking equal scores (their order is by output index only); the text
         # stops at the last non-zero score: a quantized model's zeros are not a ranking
-        ties = ranking(r.prediction.scores, top, drop_zeros=False).entries
+        rank = ranking(r.prediction.scores, top, drop_zeros=not args.json)  # one ranking, the one shown
         results.append({"image": str(ev.path), "topk": [vars(t) | ({"tied": True} if e.tied else {})
-                                                        for t, e in zip(top, ties)],
+                                                        for t, e in zip(top, rank.entries)],
                         "latency_ms": round(r.prediction.latency_ms, 3)})
-        shown.append(ranking(r.prediction.scores, top))
+        shown.append(rank)
     warning = RANDOM_WEIGHTS if random_weights(model) else None
     if args.json:
         head = {"model": model.name, "preset": clf.preprocess.name, "preprocessing": clf.preprocess.describe()}
