@@ -408,9 +408,18 @@ class DevicesPanel(QWidget):
             self._picked = tuple(key)
 
     def _fill_devices(self) -> None:
-        # the device the user picked stays chosen; until then, the first available one (in name order, whichever
-        # plugin answers first)
+        # the device the user picked stays chosen; until then, the most likely one: available, its plugin taking
+        # the open model's own format (LiteRT for a .tflite), and needing no vendor tool or board (a local runtime)
         keep = self._picked
+        model = self.state.analysis.model if self.state.analysis is not None else None
+        # every model is ONNX inside the app; only a TFLite source has a file of its own a plugin may prefer
+        fmt = "tflite" if model is not None and model.source_format == "tflite" else "onnx"
+
+        def preference(info, d) -> tuple:
+            m = info.manifest
+            return ((info.name, d.id) == keep, fmt in (m.formats if m else ()), not (m and m.tools))
+
+        best = None
         self.device_tree.blockSignals(True)
         self.device_tree.clear()
         first = None
@@ -434,8 +443,8 @@ class DevicesPanel(QWidget):
                     details = "".join(f"\n{k}: {v}" for k, v in d.details)
                     child.setToolTip(0, f"{d.name} ({d.id}, {d.kind}; {', '.join(d.precisions)}){details}")
                     top.addChild(child)
-                    if d.available and (first is None or (info.name, d.id) == keep):
-                        first = child
+                    if d.available and (best is None or preference(info, d) > best):
+                        first, best = child, preference(info, d)
             self.device_tree.addTopLevelItem(top)
             top.setExpanded(True)
         self.device_tree.blockSignals(False)

@@ -51,6 +51,12 @@ def small_model(tmp_path_factory):
     return path
 
 
+def shown(v: float) -> str:
+    """A figure as the chart prints it: 4 significant digits, whole numbers from 10,000 (a real CPU run of a
+    small model crosses it)."""
+    return f"{v:,.4g}" if v < 1e4 else f"{v:,.0f}"
+
+
 def record(store: Store, model: Path, threads: int, batches=(1, 2, 4)) -> int:
     """A run of real onnxruntime timings on the CPU, stored as the host stores a plugin's."""
     so = ort.SessionOptions()
@@ -114,7 +120,7 @@ def test_lists_runs_and_draws_one_point_per_measurement_exactly(qtbot, stored):
             assert point.pos().x() == math.log2(m.batch_size) == x_of(m.batch_size)
             assert point.pos().y() == m.throughput
             tip = point.data()
-            assert f"batch {m.batch_size}" in tip and f"{m.throughput:,.4g} img/s" in tip
+            assert f"batch {m.batch_size}" in tip and f"{shown(m.throughput)} img/s" in tip
             assert f"p50 {m.latency_ms.p50:,.4g} ms" in tip and f"p99 {m.latency_ms.p99:,.4g} ms" in tip
         for point, m in zip(lat, ms):
             assert (point.pos().x(), point.pos().y()) == (math.log2(m.batch_size), m.latency_ms.p50)
@@ -142,7 +148,7 @@ def test_hovering_a_point_shows_its_numbers(qtbot, stored):
     qtbot.waitUntil(lambda: bool(vb.toolTip()), timeout=3000)
     assert vb.toolTip() == tip_text(panel.chart.series_by_key(f"run:{ids[1]}"), panel.chart.series_by_key(
         f"run:{ids[1]}").points[1])
-    assert f"{m.throughput:,.4g} img/s" in vb.toolTip() and f"p90 {m.latency_ms.p90:,.4g} ms" in vb.toolTip()
+    assert f"{shown(m.throughput)} img/s" in vb.toolTip() and f"p90 {m.latency_ms.p90:,.4g} ms" in vb.toolTip()
 
 
 def test_published_references_are_kept_apart_from_measurements(qtbot, stored):
@@ -299,3 +305,22 @@ def test_the_window_has_the_tab_and_the_cli_screenshots_it(qtbot, stored, tmp_pa
     out = tmp_path / "devices.png"
     assert run_gui(screenshot=out, tab="devices") == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.shared
+def test_the_default_target_runs_the_open_model_here(qtbot, shared_dir):
+    """Before the user picks, the target is an available device whose plugin takes the open model's own file and
+    needs no vendor tool or board: LiteRT for a .tflite, onnxruntime for anything else (never a remote board)."""
+    from mbexplorer.core.analysis import build_job, open_job, run
+    from mbexplorer.core.state import State
+
+    state = State()
+    state.set_analysis(run(open_job(shared_dir / "models" / "mobilenet_v1_0.25_224_quant.tflite")))
+    panel = DevicesPanel(state=state)  # the built-in plugins
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.settled, timeout=60_000):
+        panel.show()
+    qtbot.waitUntil(lambda: panel.chosen() is not None and panel.chosen()[0].name == "litert", timeout=60_000)
+    state.set_analysis(run(build_job("mobilenet_v1", 0.25, 96)))
+    panel.refresh_plugins()
+    qtbot.waitUntil(lambda: panel.chosen() is not None and panel.chosen()[0].name == "onnxruntime", timeout=30_000)
