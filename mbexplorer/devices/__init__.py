@@ -4,37 +4,10 @@ A plugin imports only this package (``from mbexplorer.devices import Device, Mea
 modules are private. See :mod:`mbexplorer.devices.api` for the contract and the manifest.
 """
 
-from .api import (
-                  API_VERSION,
-                  CAPABILITIES,
-                  DEVICE_COMPUTE,
-                  END_TO_END,
-                  KINDS,
-                  MEANINGS,
-                  PRECISIONS,
-                  Artifact,
-                  CompileRequest,
-                  Device,
-                  Event,
-                  Latency,
-                  Log,
-                  LogRequest,
-                  Manifest,
-                  Measurement,
-                  PluginError,
-                  PluginJob,
-                  ProfileRequest,
-                  Progress,
-                  ToolMissing,
-                  checkpoint,
-                  latency_of,
-                  measurement_from_times,
-                  percentile,
-                  warn,
-)
-from .tools import Remote, ToolResult, find_tool, run_tool
+from .api import *  # noqa: F403 (the API's own __all__ is the list)
+from .api import __all__ as _api
+from .hostinfo import ImageInput, cpu_name, image_input, physical_cores, usable_cpus
+from .tools import Remote, ToolResult, copy, find_tool, remote_from_options, run_tool, tool_path
 
-__all__ = ["API_VERSION", "CAPABILITIES", "DEVICE_COMPUTE", "END_TO_END", "KINDS", "MEANINGS", "PRECISIONS",
-           "Artifact", "CompileRequest", "Device", "Event", "Latency", "Log", "LogRequest", "Manifest", "Measurement",
-           "PluginError", "PluginJob", "ProfileRequest", "Progress", "Remote", "ToolMissing", "ToolResult",
-           "checkpoint", "find_tool", "latency_of", "measurement_from_times", "percentile", "run_tool", "warn"]
+__all__ = [*_api, "ImageInput", "Remote", "ToolResult", "copy", "cpu_name", "find_tool", "image_input",
+           "physical_cores", "remote_from_options", "run_tool", "tool_path", "usable_cpus"]

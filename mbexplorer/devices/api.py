@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.errors import MbxError
-from ..core.jobs import Log, Progress, checkpoint, warn
+from ..core.jobs import Log, Progress, checkpoint, nested, warn
 
 API_VERSION = (1, 0)  # (major, minor): a plugin written for 1.x runs on any 1.y >= x
 
@@ -229,4 +229,4 @@ PluginJob = Generator[Event, None, Any]
 __all__ = ["API_VERSION", "CAPABILITIES", "DEVICE_COMPUTE", "END_TO_END", "KINDS", "MEANINGS", "PRECISIONS",
            "Artifact", "CompileRequest", "Device", "Event", "Latency", "Log", "LogRequest", "Manifest", "Measurement",
            "PluginError", "PluginJob", "ProfileRequest", "Progress", "ToolMissing", "checkpoint", "latency_of",
-           "measurement_from_times", "percentile", "warn"]
+           "measurement_from_times", "nested", "percentile", "warn"]

@@ -49,6 +49,35 @@ class ToolResult:
     output: str  # stdout and stderr together, as the tool printed them
 
 
+def remote_from_options(options: dict) -> Remote | None:
+    """The board named by a request's options host, user, port, key and known_hosts; None to run here."""
+    if not options.get("host"):
+        return None
+    try:
+        port = int(options.get("port") or 22)
+    except ValueError:
+        raise PluginError(f"the port option {options['port']!r} is not a number.") from None
+    known = options.get("known_hosts", "")
+    return Remote(options["host"], options.get("user", ""), port, options.get("key", ""),
+                  (f"UserKnownHostsFile={known}",) if known else ())
+
+
+def tool_path(options: dict, name: str) -> str:
+    """A tool's name, or its path in the folder the option tool_dir names (a tool not on the board's PATH)."""
+    return f"{options['tool_dir'].rstrip('/')}/{name}" if options.get("tool_dir") else name
+
+
+def copy(remote: Remote, src: str, dst: str, upload: bool = True) -> Generator[Log, None, ToolResult]:
+    """Copy a file to the board (or back from it, ``upload=False``) with OpenSSH's scp, with ssh's connection
+    settings; a job like :func:`run_tool`."""
+    cmd = ["scp", "-q", "-P", str(remote.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+    for o in remote.options:
+        cmd += ["-o", o]
+    if remote.key:
+        cmd += ["-i", remote.key]
+    return (yield from run_tool(cmd + ([src, f"{remote.target}:{dst}"] if upload else [f"{remote.target}:{src}", dst])))
+
+
 def find_tool(name: str, how: str, remote: Remote | None = None) -> str:
     """The path of executable ``name`` (on PATH here; on a board, ``name`` itself after ``command -v`` finds
     it there). Raises :class:`ToolMissing` with ``how`` (where to get it) when it is absent."""

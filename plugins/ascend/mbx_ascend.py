@@ -34,8 +34,11 @@ from mbexplorer.devices import (
     Progress,
     Remote,
     ToolMissing,
+    copy,
     find_tool,
+    image_input,
     latency_of,
+    remote_from_options,
     run_tool,
 )
 
@@ -74,8 +77,8 @@ class Plugin:
         if request.precision not in PRECISION_MODES:
             raise PluginError(f"atc compiles fp16 or fp32 models, not {request.precision}: an int8 .om starts from "
                               f"a model quantized with AMCT.")
-        soc = opts.get("soc_version") or (yield from _soc_version(request.device, _remote(opts)))
-        name, fixed, (c, h, w) = _model_input(request.model_path)
+        soc = opts.get("soc_version") or (yield from _soc_version(request.device, remote_from_options(opts)))
+        name, fixed, (c, h, w) = image_input(request.model_path)
         out = Path(request.workdir or tempfile.mkdtemp(prefix="mbx-ascend-")) / f"ascend-{request.precision}"
         out.mkdir(parents=True, exist_ok=True)
         for i, b in enumerate(request.batch_sizes):
@@ -97,14 +100,14 @@ class Plugin:
 
     def profile(self, request):
         opts = dict(request.options)
-        remote = _remote(opts)
+        remote = remote_from_options(opts)
         python = find_tool(opts.get("python", "python3"), HOW_AIS, remote)
         version = yield from _ais_bench_version(python, remote)
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-ascend-") as tmp:
             artifact = request.artifact
             if artifact is None:
-                artifact = yield from _scaled(self.compile(CompileRequest(
+                artifact = yield from nested(self.compile(CompileRequest(
                     request.model_path, request.device, request.precision, request.batch_sizes,
                     request.workdir or tmp, request.source_path, request.options)), 0.0, 0.5)
             start = 0.5 if request.artifact is None else 0.0
@@ -119,7 +122,7 @@ class Plugin:
                 model = str(om)
                 if remote:
                     model = f"{rdir}/model_bs{b}.om"
-                    yield from _scp(remote, str(om), model)
+                    yield from copy(remote, str(om), model)
                 result = yield from run_tool([python, "-m", "ais_bench", "--model", model, "--loop",
                                               str(request.iterations), "--warmup_count", str(request.warmup),
                                               "--batchsize", str(b), "--device", _index(request.device), "--output",
@@ -127,7 +130,7 @@ class Plugin:
                                              remote=remote)
                 summary = Path(tmp) / f"bs{b}_summary.json"
                 if remote:
-                    yield from _scp(remote, f"{out}/bs{b}_summary.json", str(summary), upload=False)
+                    yield from copy(remote, f"{out}/bs{b}_summary.json", str(summary), upload=False)
                 else:
                     summary = Path(out) / f"bs{b}_summary.json"
                 runs = parse_output(result.output)
@@ -309,52 +312,12 @@ def _soc_version(device: str, remote: Remote | None):
     return f"Ascend{match[0]['name']}"
 
 
-def _remote(opts: dict) -> Remote | None:
-    """The machine named by the options host, user, port, key and known_hosts; None to run here."""
-    if not opts.get("host"):
-        return None
-    try:
-        port = int(opts.get("port") or 22)
-    except ValueError:
-        raise PluginError(f"the port option {opts['port']!r} is not a number.") from None
-    known = opts.get("known_hosts", "")
-    return Remote(opts["host"], opts.get("user", ""), port, opts.get("key", ""),
-                  (f"UserKnownHostsFile={known}",) if known else ())
-
-
-def _scp(remote: Remote, src: str, dst: str, upload: bool = True):
-    """Copy a file to (or back from) the machine with OpenSSH's scp, the same connection settings as ssh."""
-    cmd = ["scp", "-q", "-P", str(remote.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    for o in remote.options:
-        cmd += ["-o", o]
-    if remote.key:
-        cmd += ["-i", remote.key]
-    return (yield from run_tool(cmd + ([src, f"{remote.target}:{dst}"] if upload else [f"{remote.target}:{src}", dst])))
-
-
 def _index(device: str) -> str:
     tail = device.rpartition(":")[2]
     return tail if tail.isdigit() else "0"
 
 
-def _model_input(path: str) -> tuple[str, int | None, tuple[int, int, int]]:
-    """The model's one image input: its name, its fixed batch (None when dynamic) and (C, H, W)."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    weights = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise PluginError(f"{Path(path).name} has {len(inputs)} inputs; this plugin times image classifiers with "
-                          f"one NCHW input.")
-    dims = inputs[0].type.tensor_type.shape.dim
-    chw = tuple(d.dim_value for d in dims[1:])
-    if len(dims) != 4 or not all(chw):
-        raise PluginError(f"the input {inputs[0].name} of {Path(path).name} is not N x C x H x W with fixed C, H, W.")
-    return inputs[0].name, dims[0].dim_value or None, chw
-
-
-def _scaled(job, start: float, end: float):
+def nested(job, start: float, end: float):
     """Run a sub-job inside start..end of this job's progress; returns its result."""
     while True:
         try:

@@ -32,9 +32,12 @@ from mbexplorer.devices import (
     Measurement,
     PluginError,
     Progress,
-    Remote,
+    copy,
     find_tool,
+    image_input,
+    remote_from_options,
     run_tool,
+    tool_path,
     warn,
 )
 
@@ -61,7 +64,7 @@ class Plugin:
         if request.precision != "int8":
             raise PluginError(f"the BPU runs int8 models: ask for int8, not {request.precision}.")
         march = opts.get("march") or MARCH.get(request.device, "bayes-e")
-        name, fixed, (c, h, w) = _model_input(request.model_path)
+        name, fixed, (c, h, w) = image_input(request.model_path)
         cal = opts.get("cal_data_dir", "")
         if not cal:
             yield warn("no calibration data (option cal_data_dir): hb_mapper skips calibration, so the timings hold "
@@ -95,14 +98,14 @@ class Plugin:
 
     def profile(self, request):
         opts = dict(request.options)
-        remote = _remote(opts)
-        hrt = find_tool(_tool_path(opts, "hrt_model_exec"), HOW_HRT, remote)
+        remote = remote_from_options(opts)
+        hrt = find_tool(tool_path(opts, "hrt_model_exec"), HOW_HRT, remote)
         threads = opts.get("thread_num", "1")
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-horizon-") as tmp:
             artifact = request.artifact
             if artifact is None:
-                artifact = yield from _scaled(self.compile(CompileRequest(
+                artifact = yield from nested(self.compile(CompileRequest(
                     request.model_path, request.device, request.precision, request.batch_sizes,
                     request.workdir or tmp, request.source_path, request.options)), 0.0, 0.5)
             start = 0.5 if request.artifact is None else 0.0
@@ -117,7 +120,7 @@ class Plugin:
                 target = str(model)
                 if remote:
                     target = f"{rdir}/model_bs{b}.bin"
-                    yield from _scp(remote, str(model), target)
+                    yield from copy(remote, str(model), target)
                 args = [hrt, "perf", "--model_file", target, "--thread_num", threads, "--frame_count",
                         str(request.iterations)]
                 if opts.get("core_id"):
@@ -216,51 +219,7 @@ def measurement(run: PerfRun, batch: int, device: str, sha: str, when: float, ex
 
 # --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
 
-def _remote(opts: dict) -> Remote | None:
-    """The machine named by the options host, user, port, key and known_hosts; None to run here."""
-    if not opts.get("host"):
-        return None
-    try:
-        port = int(opts.get("port") or 22)
-    except ValueError:
-        raise PluginError(f"the port option {opts['port']!r} is not a number.") from None
-    known = opts.get("known_hosts", "")
-    return Remote(opts["host"], opts.get("user", ""), port, opts.get("key", ""),
-                  (f"UserKnownHostsFile={known}",) if known else ())
-
-
-def _scp(remote: Remote, src: str, dst: str, upload: bool = True):
-    """Copy a file to (or back from) the machine with OpenSSH's scp, the same connection settings as ssh."""
-    cmd = ["scp", "-q", "-P", str(remote.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    for o in remote.options:
-        cmd += ["-o", o]
-    if remote.key:
-        cmd += ["-i", remote.key]
-    return (yield from run_tool(cmd + ([src, f"{remote.target}:{dst}"] if upload else [f"{remote.target}:{src}", dst])))
-
-
-def _tool_path(opts: dict, name: str) -> str:
-    return f"{opts['tool_dir'].rstrip('/')}/{name}" if opts.get("tool_dir") else name
-
-
-def _model_input(path: str) -> tuple[str, int | None, tuple[int, int, int]]:
-    """The model's one image input: its name, its fixed batch (None when dynamic) and (C, H, W)."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    weights = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise PluginError(f"{Path(path).name} has {len(inputs)} inputs; this plugin times image classifiers with "
-                          f"one NCHW input.")
-    dims = inputs[0].type.tensor_type.shape.dim
-    chw = tuple(d.dim_value for d in dims[1:])
-    if len(dims) != 4 or not all(chw):
-        raise PluginError(f"the input {inputs[0].name} of {Path(path).name} is not N x C x H x W with fixed C, H, W.")
-    return inputs[0].name, dims[0].dim_value or None, chw
-
-
-def _scaled(job, start: float, end: float):
+def nested(job, start: float, end: float):
     """Run a sub-job inside start..end of this job's progress; returns its result."""
     while True:
         try:

@@ -20,8 +20,6 @@ passed as ``num_threads``), ``xnnpack=0`` (LiteRT's builtin kernels without the 
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -35,7 +33,9 @@ from mbexplorer.devices import (
     Progress,
     ToolMissing,
     checkpoint,
+    cpu_name,
     measurement_from_times,
+    physical_cores,
     warn,
 )
 
@@ -52,29 +52,6 @@ def _litert():
     except ImportError as exc:
         raise ToolMissing("ai_edge_litert (LiteRT)", INSTALL) from exc
     return ai_edge_litert.__version__, interpreter
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def physical_cores() -> int:
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores = set()
-    try:
-        for block in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split("\n\n"):
-            fields = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in block.splitlines())}
-            if "core id" in fields:
-                cores.add((fields.get("physical id"), fields["core id"]))
-    except OSError:
-        pass
-    return min(len(cores), usable) if cores else usable
 
 
 def is_tflite(path: str) -> bool:
@@ -118,9 +95,9 @@ class Plugin:
         try:
             version, _ = _litert()
         except ToolMissing:
-            return [Device("cpu", cpu_model(), "cpu", ("fp32", "int8"), available=False,
+            return [Device("cpu", cpu_name(), "cpu", ("fp32", "int8"), available=False,
                            reason=f"LiteRT (ai_edge_litert) is not installed: {INSTALL}")]
-        return [Device("cpu", f"{cpu_model()} ({physical_cores()} threads)", "cpu", ("fp32", "int8"),
+        return [Device("cpu", f"{cpu_name()} ({physical_cores()} threads)", "cpu", ("fp32", "int8"),
                        details=(("ai-edge-litert", version), ("kernels", "XNNPACK (LiteRT's default delegate)")))]
 
     def profile(self, request: ProfileRequest):
@@ -189,7 +166,7 @@ class Plugin:
             yield measurement_from_times(times, batch_size=b, plugin=NAME, device="cpu", tool="litert",
                                          tool_version=version, model_sha256=request.model_sha256,
                                          precision=precision, warmup=request.warmup, meaning=END_TO_END,
-                                         timestamp=time.time(), device_name=f"{cpu_model()} ({threads} threads)",
+                                         timestamp=time.time(), device_name=f"{cpu_name()} ({threads} threads)",
                                          note=note)
             got += 1
         if not got:

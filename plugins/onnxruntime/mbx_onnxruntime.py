@@ -40,8 +40,6 @@ writes, and is null when it is neither.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -59,7 +57,9 @@ from mbexplorer.devices import (
     ProfileRequest,
     Progress,
     checkpoint,
+    cpu_name,
     measurement_from_times,
+    physical_cores,
     warn,
 )
 
@@ -83,32 +83,6 @@ _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(d
 
 
 # --- this machine ------------------------------------------------------------------------------------------
-
-def cpu_model() -> str:
-    """The CPU's model name as the OS reports it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def physical_cores() -> int:
-    """Physical cores this process may run on: onnxruntime's default number of intra-op threads."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores = set()
-    try:
-        for block in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split("\n\n"):
-            fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-            fields = {k.strip(): v.strip() for k, v in fields.items()}
-            if "core id" in fields:
-                cores.add((fields.get("physical id"), fields["core id"]))
-    except OSError:
-        pass
-    return min(len(cores), usable) if cores else usable
-
 
 def _gpu_names() -> list[str]:
     """NVIDIA GPUs the driver lists (one folder each; CUDA numbers identical GPUs in this PCI order)."""
@@ -234,7 +208,7 @@ class Plugin:
     def devices(self) -> list[Device]:
         providers = ort.get_available_providers()
         version = ("onnxruntime", ort.__version__)
-        out = [Device("cpu", f"{cpu_model()} ({physical_cores()} threads)", "cpu", PRECISIONS["cpu"],
+        out = [Device("cpu", f"{cpu_name()} ({physical_cores()} threads)", "cpu", PRECISIONS["cpu"],
                       details=(("provider", CPU), version))]
         gpus = _gpu_names() or ["NVIDIA GPU"]  # the provider is there; the driver's list may not be readable
         for kind in ("cuda", "tensorrt"):
@@ -347,7 +321,7 @@ class Plugin:
         yield Progress(0.0, f"loading the model on {request.device}")
         sess = self._session(model, request, threads)
         used = threads or (physical_cores() if kind == "cpu" else 0)
-        name = f"{cpu_model()} ({used} threads)" if kind == "cpu" else device.name
+        name = f"{cpu_name()} ({used} threads)" if kind == "cpu" else device.name
         how = (f"{PROVIDERS[kind]}; intra-op threads {threads or f'default ({used})'}; onnxruntime {ort.__version__}"
                f" session.run timed per call with time.perf_counter (inputs seeded random, host end to end)")
         runnable = [b for b in request.batch_sizes if not blocker or b == fixed]

@@ -29,8 +29,6 @@ and fp32 on a quantized one are refused. Option ``threads``: INFERENCE_NUM_THREA
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import shutil
 import sys
@@ -52,10 +50,12 @@ from mbexplorer.devices import (
     Progress,
     ToolMissing,
     checkpoint,
+    cpu_name,
     find_tool,
     latency_of,
     measurement_from_times,
     run_tool,
+    usable_cpus,
     warn,
 )
 
@@ -75,20 +75,6 @@ def _ov():
     except ImportError as exc:
         raise ToolMissing("openvino", INSTALL) from exc
     return openvino
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
-
-
-def _hardware_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def is_quantized(path: str) -> bool:
@@ -131,7 +117,7 @@ class Plugin:
         try:
             ov = _ov()
         except ToolMissing:
-            return [Device("CPU", cpu_model(), "cpu", ("fp32", "int8"), available=False,
+            return [Device("CPU", cpu_name(), "cpu", ("fp32", "int8"), available=False,
                            reason=f"openvino is not installed: {INSTALL}")]
         core = ov.Core()
         out = []
@@ -143,7 +129,7 @@ class Plugin:
             precisions = tuple(p for p, cap in CAPS if cap in caps)
             name = core.get_property(dev, "FULL_DEVICE_NAME")
             if kind == "cpu":
-                name = f"{name} ({_hardware_threads()} hardware threads)"
+                name = f"{name} ({usable_cpus()} hardware threads)"
             out.append(Device(dev, name, kind, precisions,
                               details=(("openvino", ov.__version__), ("capabilities", ", ".join(caps)))))
         return out
@@ -258,7 +244,7 @@ class Plugin:
             inputs = {k: _random(rng, inp.get_element_type().to_dtype(), list(inp.get_shape()))
                       for k, inp in enumerate(compiled.inputs)}
             used = compiled.get_property("INFERENCE_NUM_THREADS") if device.kind == "cpu" else 0
-            name = f"{cpu_model()} ({used} threads)" if used else device.name
+            name = f"{cpu_name()} ({used} threads)" if used else device.name
             settings = (f"OpenVINO {device.id}, {source}; hint {config['PERFORMANCE_HINT'].lower()}, inference "
                         f"precision {config.get('INFERENCE_PRECISION_HINT', 'device default')}"
                         + (f", {used} threads" if used else ""))

@@ -34,10 +34,13 @@ from mbexplorer.devices import (
     Measurement,
     PluginError,
     Progress,
-    Remote,
+    copy,
     find_tool,
+    image_input,
     latency_of,
+    remote_from_options,
     run_tool,
+    tool_path,
     warn,
 )
 
@@ -70,9 +73,9 @@ class Plugin:
 
     def compile(self, request: CompileRequest):
         opts = dict(request.options)
-        remote = _remote(opts)
-        trtexec = find_tool(_tool_path(opts, "trtexec"), HOW, remote)
-        name, fixed, chw = _model_input(request.model_path)
+        remote = remote_from_options(opts)
+        trtexec = find_tool(tool_path(opts, "trtexec"), HOW, remote)
+        name, fixed, chw = image_input(request.model_path)
         if request.precision not in PRECISION_FLAGS:
             raise PluginError(f"trtexec builds fp32, fp16 or int8 engines, not {request.precision}.")
         flags = list(PRECISION_FLAGS[request.precision])
@@ -88,7 +91,7 @@ class Plugin:
         if remote:
             yield from run_tool(["mkdir", "-p", rdir], remote=remote)
             onnx = f"{rdir}/model.onnx"
-            yield from _scp(remote, request.model_path, onnx)
+            yield from copy(remote, request.model_path, onnx)
         version = ""
         for i, b in enumerate(request.batch_sizes):
             yield Progress(i / len(request.batch_sizes), f"building the batch-{b} engine")
@@ -99,7 +102,7 @@ class Plugin:
                                           "--skipInference"], remote=remote)
             version = version or parse_run(result.output).version
             if remote:
-                yield from _scp(remote, target, str(engine), upload=False)
+                yield from copy(remote, target, str(engine), upload=False)
             if not engine.is_file():
                 raise PluginError(f"trtexec finished but no engine is at {engine}.")
         yield Progress(1.0, "engines built")
@@ -109,16 +112,16 @@ class Plugin:
 
     def profile(self, request):
         opts = dict(request.options)
-        remote = _remote(opts)
-        trtexec = find_tool(_tool_path(opts, "trtexec"), HOW, remote)
-        name, fixed, chw = _model_input(request.model_path)
+        remote = remote_from_options(opts)
+        trtexec = find_tool(tool_path(opts, "trtexec"), HOW, remote)
+        name, fixed, chw = image_input(request.model_path)
         # trtexec warms up for a time, not a number of queries; it reports how many queries that was
         warm_ms = int(opts.get("warmup_ms", 200)) if request.warmup > 0 else 0
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-trtexec-") as tmp:
             artifact = request.artifact
             if artifact is None:
-                artifact = yield from _scaled(self.compile(CompileRequest(
+                artifact = yield from nested(self.compile(CompileRequest(
                     request.model_path, request.device, request.precision, request.batch_sizes,
                     request.workdir or tmp, request.source_path, request.options)), 0.0, 0.5)
             start = 0.5 if request.artifact is None else 0.0
@@ -134,13 +137,13 @@ class Plugin:
                 engine_arg, times_arg = str(engine), str(times)
                 if remote:
                     engine_arg, times_arg = f"{rdir}/model_bs{b}.engine", f"{rdir}/times_bs{b}.json"
-                    yield from _scp(remote, str(engine), engine_arg)
+                    yield from copy(remote, str(engine), engine_arg)
                 result = yield from run_tool([trtexec, f"--loadEngine={engine_arg}", *_shapes(name, fixed, b, chw),
                                               f"--iterations={request.iterations}", f"--warmUp={warm_ms}",
                                               "--duration=0", f"--exportTimes={times_arg}",
                                               f"--device={_index(request.device)}"], remote=remote)
                 if remote:
-                    yield from _scp(remote, times_arg, str(times), upload=False)
+                    yield from copy(remote, times_arg, str(times), upload=False)
                 run = parse_run(result.output)
                 run.raw = read_times(times)
                 yield measurement(run, b, request.precision, request.device, request.model_sha256, time.time(),
@@ -297,53 +300,9 @@ def measurement(run: TrtRun, batch: int, precision: str, device: str, sha: str, 
 
 # --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
 
-def _remote(opts: dict) -> Remote | None:
-    """The machine named by the options host, user, port, key and known_hosts; None to run here."""
-    if not opts.get("host"):
-        return None
-    try:
-        port = int(opts.get("port") or 22)
-    except ValueError:
-        raise PluginError(f"the port option {opts['port']!r} is not a number.") from None
-    known = opts.get("known_hosts", "")
-    return Remote(opts["host"], opts.get("user", ""), port, opts.get("key", ""),
-                  (f"UserKnownHostsFile={known}",) if known else ())
-
-
-def _scp(remote: Remote, src: str, dst: str, upload: bool = True):
-    """Copy a file to (or back from) the machine with OpenSSH's scp, the same connection settings as ssh."""
-    cmd = ["scp", "-q", "-P", str(remote.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    for o in remote.options:
-        cmd += ["-o", o]
-    if remote.key:
-        cmd += ["-i", remote.key]
-    return (yield from run_tool(cmd + ([src, f"{remote.target}:{dst}"] if upload else [f"{remote.target}:{src}", dst])))
-
-
-def _tool_path(opts: dict, name: str) -> str:
-    return f"{opts['tool_dir'].rstrip('/')}/{name}" if opts.get("tool_dir") else name
-
-
 def _index(device: str) -> str:
     tail = device.rpartition(":")[2]
     return tail if tail.isdigit() else "0"
-
-
-def _model_input(path: str) -> tuple[str, int | None, tuple[int, int, int]]:
-    """The model's one image input: its name, its fixed batch (None when dynamic) and (C, H, W)."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    weights = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise PluginError(f"{Path(path).name} has {len(inputs)} inputs; this plugin times image classifiers with "
-                          f"one NCHW input.")
-    dims = inputs[0].type.tensor_type.shape.dim
-    chw = tuple(d.dim_value for d in dims[1:])
-    if len(dims) != 4 or not all(chw):
-        raise PluginError(f"the input {inputs[0].name} of {Path(path).name} is not N x C x H x W with fixed C, H, W.")
-    return inputs[0].name, dims[0].dim_value or None, chw
 
 
 def _shapes(name: str, fixed: int | None, batch: int, chw: tuple[int, int, int]) -> list[str]:
@@ -356,7 +315,7 @@ def _shapes(name: str, fixed: int | None, batch: int, chw: tuple[int, int, int])
     return [f"--shapes={quoted}:{batch}x{chw[0]}x{chw[1]}x{chw[2]}"]
 
 
-def _scaled(job, start: float, end: float):
+def nested(job, start: float, end: float):
     """Run a sub-job inside start..end of this job's progress; returns its result."""
     while True:
         try:

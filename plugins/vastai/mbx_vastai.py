@@ -35,9 +35,12 @@ from mbexplorer.devices import (
     Measurement,
     PluginError,
     Progress,
-    Remote,
+    copy,
     find_tool,
+    image_input,
+    remote_from_options,
     run_tool,
+    tool_path,
 )
 
 PLUGIN = "vastai"
@@ -64,7 +67,7 @@ class Plugin:
         if request.precision == "int8" and not opts.get("cal_data_dir"):
             raise PluginError("int8 needs calibration images: give their folder with the cal_data_dir option (the "
                               "zoo calibrates MobileNetV1 on 1000 ImageNet validation images).")
-        name, fixed, chw = _model_input(request.model_path)
+        name, fixed, chw = image_input(request.model_path)
         if fixed not in (None, 1):
             raise PluginError(f"the model's batch size is fixed at {fixed}; vamp batches at run time from a batch-1 "
                               f"model: export it with batch 1 or a dynamic batch dimension.")
@@ -82,8 +85,8 @@ class Plugin:
 
     def profile(self, request):
         opts = dict(request.options)
-        remote = _remote(opts)
-        vamp = find_tool(_tool_path(opts, "vamp"), HOW_VAMP, remote)
+        remote = remote_from_options(opts)
+        vamp = find_tool(tool_path(opts, "vamp"), HOW_VAMP, remote)
         vdsp = opts.get("vdsp_params", "")
         if not vdsp or not Path(vdsp).is_file():
             raise PluginError("vamp needs its preprocessing parameters: name the JSON with the vdsp_params option "
@@ -93,7 +96,7 @@ class Plugin:
         with tempfile.TemporaryDirectory(prefix="mbx-vastai-") as tmp:
             artifact = request.artifact
             if artifact is None:
-                artifact = yield from _scaled(self.compile(CompileRequest(
+                artifact = yield from nested(self.compile(CompileRequest(
                     request.model_path, request.device, request.precision, request.batch_sizes,
                     request.workdir or tmp, request.source_path, request.options)), 0.0, 0.3)
             start = 0.3 if request.artifact is None else 0.0
@@ -102,9 +105,9 @@ class Plugin:
             if remote:
                 yield from run_tool(["mkdir", "-p", rdir], remote=remote)
                 for suffix in (".so", ".json", ".params"):
-                    yield from _scp(remote, f"{prefix}{suffix}", f"{rdir}/{prefix.name}{suffix}")
+                    yield from copy(remote, f"{prefix}{suffix}", f"{rdir}/{prefix.name}{suffix}")
                 model, params = f"{rdir}/{prefix.name}", f"{rdir}/vdsp_params.json"
-                yield from _scp(remote, vdsp, params)
+                yield from copy(remote, vdsp, params)
             for i, b in enumerate(request.batch_sizes):
                 yield Progress(start + (1 - start) * i / len(request.batch_sizes), f"vamp: batch {b}")
                 result = yield from run_tool([vamp, "-m", model, "--vdsp_params", params, "-i",
@@ -243,56 +246,12 @@ def measurement(run: VampRun, precision: str, device: str, sha: str, when: float
 
 # --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
 
-def _remote(opts: dict) -> Remote | None:
-    """The machine named by the options host, user, port, key and known_hosts; None to run here."""
-    if not opts.get("host"):
-        return None
-    try:
-        port = int(opts.get("port") or 22)
-    except ValueError:
-        raise PluginError(f"the port option {opts['port']!r} is not a number.") from None
-    known = opts.get("known_hosts", "")
-    return Remote(opts["host"], opts.get("user", ""), port, opts.get("key", ""),
-                  (f"UserKnownHostsFile={known}",) if known else ())
-
-
-def _scp(remote: Remote, src: str, dst: str, upload: bool = True):
-    """Copy a file to (or back from) the machine with OpenSSH's scp, the same connection settings as ssh."""
-    cmd = ["scp", "-q", "-P", str(remote.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
-    for o in remote.options:
-        cmd += ["-o", o]
-    if remote.key:
-        cmd += ["-i", remote.key]
-    return (yield from run_tool(cmd + ([src, f"{remote.target}:{dst}"] if upload else [f"{remote.target}:{src}", dst])))
-
-
-def _tool_path(opts: dict, name: str) -> str:
-    return f"{opts['tool_dir'].rstrip('/')}/{name}" if opts.get("tool_dir") else name
-
-
 def _index(device: str) -> str:
     tail = device.rpartition(":")[2]
     return tail if tail.isdigit() else "0"
 
 
-def _model_input(path: str) -> tuple[str, int | None, tuple[int, int, int]]:
-    """The model's one image input: its name, its fixed batch (None when dynamic) and (C, H, W)."""
-    import onnx
-
-    model = onnx.load(path, load_external_data=False)
-    weights = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise PluginError(f"{Path(path).name} has {len(inputs)} inputs; this plugin times image classifiers with "
-                          f"one NCHW input.")
-    dims = inputs[0].type.tensor_type.shape.dim
-    chw = tuple(d.dim_value for d in dims[1:])
-    if len(dims) != 4 or not all(chw):
-        raise PluginError(f"the input {inputs[0].name} of {Path(path).name} is not N x C x H x W with fixed C, H, W.")
-    return inputs[0].name, dims[0].dim_value or None, chw
-
-
-def _scaled(job, start: float, end: float):
+def nested(job, start: float, end: float):
     """Run a sub-job inside start..end of this job's progress; returns its result."""
     while True:
         try:
