@@ -284,6 +284,9 @@ def cmd_compare(args) -> int:
               f"{r['rel_l2']:>8.4f} {r['max_abs']:>9.4g}")
     if worst is not None:
         print(f"< worst: {rows[worst]['name']} ({rows[worst]['block']}), {rows[worst]['sqnr_db']:.2f} dB")
+    if result.get("fused"):
+        print(f"not compared: {plural(len(result['fused']), 'tensor')} inside fused int8 kernels (a layer's value "
+              "before its activation, which the quantized model never computes)")
     if result["unmatched"]:
         print(f"not matched: {plural(len(result['unmatched']), 'tensor')}: {', '.join(result['unmatched'][:5])}"
               + (" …" if len(result["unmatched"]) > 5 else ""))
@@ -562,7 +565,10 @@ def _add_compare(sub) -> None:
                            "float model; none where an input has no float counterpart); the output's top-1 "
                            "and top-5 agreement; each Conv/Gemm weight's SQNR, per output channel too. One "
                            "quantized TFLite model is compared with its float twin; with two models, the first "
-                           "is the float one.", 100) + "\n\n" + textwrap.fill(
+                           "is the float one. A layer's value before a fused activation (TFLite's fused ReLU6) is "
+                           "not compared: the int8 kernel never computes it, and exposing it would change how the "
+                           "quantized model computes; JSON lists those tensors under \"fused\".",
+                           100) + "\n\n" + textwrap.fill(
                            "--json is strict JSON: an SQNR that is infinite (the two values identical) is written "
                            "null, and its entry gets \"identical\": true (\"isolated_identical\": true for the "
                            "isolated SQNR); other non-finite figures are null too. The CSV writes inf.", 100),

@@ -48,6 +48,7 @@ _QDQ = {"QuantizeLinear", "DequantizeLinear"}
 # so counting them would shift every position after them
 _SKIP = _QDQ | {"Identity"}
 _FLOATS = {"float32", "float64", "float16"}
+_ACTIVATIONS = {"Relu", "Clip"}  # what onnxruntime folds between a layer and its QuantizeLinear
 _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}
 
 
@@ -65,6 +66,7 @@ class Pair:
 class Pairing:
     pairs: list[Pair]
     unmatched: list[str]  # float tensors with no counterpart
+    fused: list[str] = field(default_factory=list)  # float tensors whose counterpart lives inside a fused int8 kernel
 
 
 def _dq_of(gi: GraphIndex, t: str) -> str:
@@ -104,6 +106,18 @@ def _comparable(gq: GraphIndex, qt: str) -> bool:
     return i is None or gq.nodes[i].domain in ("", "ai.onnx")
 
 
+def _inside_fused_kernel(gq: GraphIndex, qt: str) -> bool:
+    """A layer's output that only an activation reads, whose output only QuantizeLinear reads (a TFLite fused
+    ReLU6's ``_preact``): onnxruntime folds layer, activation and quantization into one int8 kernel, so the value
+    never exists in the quantized model. Exposing it stops that fusion and the model computes otherwise (measured:
+    3 of the 8 shared images' outputs change on MobileNetV2 uint8), so it is not compared."""
+    cons = gq.consumers.get(qt, [])
+    return bool(cons) and qt not in gq.graph_outputs and all(
+        gq.nodes[c].op_type in _ACTIVATIONS and gq.consumers.get(gq.nodes[c].output[0])
+        and all(gq.nodes[k].op_type == "QuantizeLinear" for k in gq.consumers[gq.nodes[c].output[0]])
+        for c in cons)
+
+
 def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = True) -> Pairing:
     """Match the float model's intermediate float tensors with the quantized model's (see the module notes).
     ``by_name=False``: by position only (a check that positions agree with names where both work)."""
@@ -115,10 +129,13 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
     wanted_set = set(wanted)  # looked up once per position candidate: a list would make matching quadratic
 
     found: dict[str, tuple[str, str]] = {}
+    fused: list[str] = []
     for t in wanted if by_name else ():
         if t in q_produced:
             qt = _dq_of(gq, t)
-            if qt in q_float and _comparable(gq, qt) and _shape_ok(float_model, t, quant_model, qt):
+            if _inside_fused_kernel(gq, qt):
+                fused.append(t)
+            elif qt in q_float and _comparable(gq, qt) and _shape_ok(float_model, t, quant_model, qt):
                 found[t] = (qt, "name")
     # by position: the k-th output of each op type, where both models have as many of that type
     used = {qt for qt, _ in found.values()}
@@ -129,6 +146,9 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
             continue
         for ft, qt in zip(fts, qts):
             qt = _dq_of(gq, qt)
+            if _inside_fused_kernel(gq, qt) and ft not in found:
+                fused.append(ft)
+                continue
             if (ft in found or qt in used or ft not in wanted_set or qt not in q_float or qt in gq.graph_outputs
                     or not _comparable(gq, qt)):
                 continue
@@ -136,8 +156,11 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
                 found[ft] = (qt, "position")
                 used.add(qt)
 
-    pairs, unmatched = [], []
+    pairs, unmatched, fused_set = [], [], set(fused)
+    fused = [t for t in wanted if t in fused_set]  # once each, in graph order
     for t in wanted:
+        if t in fused_set:
+            continue
         if t not in found:
             unmatched.append(t)
             continue
@@ -145,7 +168,7 @@ def pair(float_model: LoadedModel, quant_model: LoadedModel, by_name: bool = Tru
         b = blocks.node_block.get(node.name)
         pairs.append(Pair(t, found[t][0], node.name, node.op_type, None if b is None else blocks.blocks[b].name,
                           found[t][1]))
-    return Pairing(pairs, unmatched)
+    return Pairing(pairs, unmatched, fused)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -422,7 +445,8 @@ class Comparison:
         n = self.images
         output = {"top1_agreement": self.top1 / n if n else None, "top5_agreement": self.top5 / n if n else None,
                   "sqnr_db": self.output_acc.stats(0)["sqnr_db"] if n else None}
-        return {"tensors": tensors, "weights": self.weights, "output": output, "unmatched": self.pairing.unmatched}
+        return {"tensors": tensors, "weights": self.weights, "output": output, "unmatched": self.pairing.unmatched,
+                "fused": self.pairing.fused}
 
 
 def strict_json(result: dict) -> dict:
@@ -439,7 +463,8 @@ def strict_json(result: dict) -> dict:
         return out
 
     return {"tensors": [entry(t) for t in result["tensors"]], "weights": [entry(w) for w in result["weights"]],
-            "output": entry(result["output"]), "unmatched": list(result["unmatched"])}
+            "output": entry(result["output"]), "unmatched": list(result["unmatched"]),
+            "fused": list(result.get("fused", []))}
 
 
 def _tensors(fpre: Preprocess, qpre: Preprocess, path: str | Path) -> tuple[np.ndarray, np.ndarray]:

@@ -53,7 +53,14 @@ def quant_params(gq: GraphIndex, t: str) -> dict | None:
 
 def channel_sqnr(float_model: LoadedModel, quant_model: LoadedModel, node: str, tensor: str) -> list[float] | None:
     """Per output channel SQNR of the quantized (dequantized) weight of the float node ``node`` (making
-    ``tensor``) against its float weight; None when it is not a matched Conv/Gemm/MatMul with constant weights."""
+    ``tensor``) against its float weight; None when it is not a matched Conv/Gemm/MatMul with constant weights.
+    An activation's tensor shows the layer behind it: with a fused ReLU6 the quantized model has no value between
+    the two (``compare`` compares the activation's output), and the weights are that layer's."""
+    gi = GraphIndex(float_model)
+    i = gi.producer.get(tensor)
+    if i is not None and gi.nodes[i].op_type in ("Relu", "Clip") and gi.nodes[i].input[0] in gi.producer:
+        layer = gi.nodes[gi.producer[gi.nodes[i].input[0]]]
+        node, tensor = layer.name, layer.output[0]
     for gf, fi, gq, qi in weight_nodes(float_model, quant_model):
         if gf.nodes[fi].name != node and gf.nodes[fi].output[0] != tensor:
             continue

@@ -16,7 +16,7 @@ def test_compare_json_keys(mbx, shared_dir, tmp_path):
     r = mbx("compare", model, "--images", *imgs, "--json", "--csv", csv)
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout, parse_constant=_refuse)  # strict JSON: no Infinity, -Infinity or NaN
-    assert list(d) == ["tensors", "weights", "output", "unmatched"]
+    assert list(d) == ["tensors", "weights", "output", "unmatched", "fused"]
     keys = ["name", "quant_name", "node", "op_type", "block", "sqnr_db", "cosine", "mse", "max_abs", "rel_l2",
             "isolated_sqnr_db"]
     assert list(d["tensors"][1]) == keys
@@ -54,7 +54,8 @@ def test_compare_no_isolated(mbx, shared_dir):
     r = mbx("compare", model, "--images", img, "--json", "--no-isolated")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout, parse_constant=_refuse)
-    assert len(d["tensors"]) == 58 and all(t["isolated_sqnr_db"] is None for t in d["tensors"])
+    assert len(d["tensors"]) == 31 and len(d["fused"]) == 27
+    assert all(t["isolated_sqnr_db"] is None for t in d["tensors"])
     assert not any("isolated_identical" in t for t in d["tensors"])
     # everything else is the same comparison
     drop = ("isolated_sqnr_db", "isolated_identical")
@@ -63,5 +64,5 @@ def test_compare_no_isolated(mbx, shared_dir):
     assert d["output"] == full["output"] and d["weights"] == full["weights"]
     table = mbx("compare", model, "--images", img, "--no-isolated").stdout.splitlines()
     assert table[1].split()[:5] == ["tensor", "op", "SQNR", "dB", "isolated"]
-    rows = table[2:2 + 58]  # after the title and the header: "< " marks the worst, then name, op, SQNR, isolated
-    assert all(line[2:].split()[3] == "-" for line in rows) and table[2 + 58].startswith("< worst:")
+    rows = table[2:2 + 31]  # after the title and the header: "< " marks the worst, then name, op, SQNR, isolated
+    assert all(line[2:].split()[3] == "-" for line in rows) and table[2 + 31].startswith("< worst:")

@@ -46,15 +46,21 @@ def test_quantized_activation(setup):
     assert qp["range"] == pytest.approx((lo, hi))
     assert d["clipped_fraction"] == pytest.approx(np.mean((values < lo) | (values > hi)))
     assert d["observed"] == pytest.approx((values.min(), values.max()))
-    assert d["channel_sqnr_db"] is None  # a Clip has no weights
+    assert len(d["channel_sqnr_db"]) > 1  # the weights of the Conv behind the Clip
 
 
 def test_conv_has_one_sqnr_per_output_channel(setup):
     f, q, pairs, images = setup
-    p = next(x for x in pairs if x.op_type == "Conv")
+    # a fused ReLU6's output: the weights are those of the Conv behind it (its pre-activation is not compared)
+    p = next(x for x in pairs if x.op_type == "Clip")
     d = layer_detail(f, q, p, images, bins=16)
-    conv = GraphIndex(f)
-    w = conv.weight_source(conv.nodes[conv.producer[p.name]].input[1])
+    g = GraphIndex(f)
+    conv = g.nodes[g.producer[g.nodes[g.producer[p.name]].input[0]]]
+    assert conv.op_type == "Conv"
+    w = g.weight_source(conv.input[1])
     assert len(d["channel_sqnr_db"]) == w.dims[0]
     assert d["float_counts"].sum() == d["values"]
-    assert d["quant"] is None and d["clipped_fraction"] is None  # a float Conv output, before its Clip
+    # the logits Conv (no activation) shows its own
+    p = next(x for x in pairs if x.op_type == "Conv")
+    w = g.weight_source(g.nodes[g.producer[p.name]].input[1])
+    assert len(layer_detail(f, q, p, images, bins=16)["channel_sqnr_db"]) == w.dims[0]

@@ -46,7 +46,7 @@ def test_comparison_fills_table_chart_and_overlay(qtbot, quant_window, direct, t
     panel.job_status.bar.valueChanged.connect(partials.append)
     _run(qtbot, panel)
     rows = direct["tensors"]
-    assert panel.table.rowCount() == len(rows) == 58
+    assert panel.table.rowCount() == len(rows) == 31  # 27 fused ReLU6 pre-activations are not compared
     shown = {panel.table.item(r, 1).value: panel.table.item(r, 4).value for r in range(panel.table.rowCount())}
     assert shown == {t["name"]: t["sqnr_db"] for t in rows}
     line, dots = panel.curves["sqnr_db"]
@@ -89,7 +89,7 @@ def test_compare_with_a_second_file(qtbot, window, open_and_wait, shared_dir, im
     panel.set_images(images[:2])
     panel.compare_with_path(shared_dir / "models" / "mobilenet_v1_0.25_224_quant.tflite")
     _run(qtbot, panel)
-    assert panel.table.rowCount() == 58 and panel.other is not None
+    assert panel.table.rowCount() == 31 and panel.other is not None
     assert window.state.overlay_for(OVERLAY).block_values
 
 
@@ -116,7 +116,7 @@ def test_screenshot_of_the_quantization_tab(qapp, tmp_path, shared_dir, images, 
     monkeypatch.setattr(QuantizationPanel, "_on_end", record)
     out = tmp_path / "quant.png"
     assert run_gui(model_path=shared_dir / "models" / MODEL, screenshot=out, images=images, tab="quantization") == 0
-    assert seen == {"rows": 58, "tab": True, "error": None}
+    assert seen == {"rows": 31, "tab": True, "error": None}
     assert not QImage(str(out)).isNull()
 
 
