@@ -45,7 +45,7 @@ from mbexplorer.core.jobs import Progress, nested
 from mbexplorer.core.outputs import write_atomically
 from mbexplorer.core.state import State
 from mbexplorer.devices import host
-from mbexplorer.devices.api import Artifact, CompileRequest, Device, Measurement, ProfileRequest
+from mbexplorer.devices.api import Artifact, CompileRequest, Device, LogRequest, Measurement, ProfileRequest
 from mbexplorer.devices.references import published
 from mbexplorer.devices.store import Run, Store, data_home
 
@@ -125,6 +125,17 @@ def _run_job(info: host.PluginInfo, device: Device, source, precision: str, batc
     req = ProfileRequest(model_path, device.id, precision, batches, iterations, warmup, str(workdir), source_path,
                          art, sha, options)
     return (yield from nested(host.profile_job(info, req, store, device.name), split if do_compile else 0.0, 1.0))
+
+
+def _logs_job(info: host.PluginInfo, device: Device, source, paths: tuple[str, ...], batch: int | None,
+              precision: str, store: Store | None):
+    """Read logs the vendor tool wrote elsewhere into a stored run (of the chosen model, when there is one)."""
+    model_path, sha = "", ""
+    if source is not None:
+        yield Progress(0.0, "preparing the model")
+        model_path, _, sha = _prepare_model(source)
+    req = LogRequest(paths, sha, batch, precision, device.id)
+    return (yield from host.logs_job(info, req, store, model_path=model_path, device_name=device.name))
 
 
 def parse_options(text: str) -> tuple[tuple[str, str], ...]:
@@ -235,6 +246,11 @@ class DevicesPanel(QWidget):
         self.profile_button = QPushButton("Profile")
         self.profile_button.setDefault(True)
         self.profile_button.clicked.connect(lambda: self.start(do_compile=self.compile_first.isChecked()))
+        self.logs_button = QPushButton("Import logs…")
+        self.logs_button.setToolTip("Read logs the vendor tool wrote on another machine (a board, a server) into a "
+                                    "stored run, charted like a measured one. The batch size: from the log, else "
+                                    "the one batch size ticked here.")
+        self.logs_button.clicked.connect(self.import_logs_dialog)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button = menu_button("Export", [("Chart as PNG…", lambda: self._save("png")),
@@ -253,8 +269,8 @@ class DevicesPanel(QWidget):
         self.target.setWordWrap(True)  # a hint after the target takes a second line, never hides the buttons
         row = QHBoxLayout()
         row.addWidget(self.target, 1)
-        for w in (self.compile_first, self.compile_button, self.profile_button, self.cancel_button,
-                  self.export_button):
+        for w in (self.compile_first, self.compile_button, self.profile_button, self.logs_button,
+                  self.cancel_button, self.export_button):
             row.addWidget(w)
         lay.addLayout(row)
         self.job_status = JobStatus()  # shown only while a job runs
@@ -566,15 +582,41 @@ class DevicesPanel(QWidget):
         job = JobHandle(lambda: _run_job(info, dev, source, precision, batches, self.iterations.value(),
                                          self.warmup.value(), options, do_compile, do_profile, artifact, store),
                         f"{what} on {info.name}:{dev.id}…")
+        return self._launch(job, f"— {what.lower()} {precision}, batch sizes {list(batches)} on {info.name}:"
+                                 f"{dev.id} ({dev.name})", f"{info.name}:{dev.id} {precision} (running)")
+
+    def import_logs_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Logs of the vendor tool", "", "Logs (*.log *.txt *.json);;"
+                                                "All files (*)")
+        if paths:
+            self.import_logs(paths)
+
+    def import_logs(self, paths) -> JobHandle | None:
+        """Read ``paths`` with the chosen device's plugin into a stored run; None (and a message) when the plugin
+        reads no logs."""
+        chosen = self.chosen()
+        if chosen is None or "from_log" not in (chosen[0].manifest.capabilities if chosen[0].manifest else ()):
+            self._show_error("Cannot read logs", "Choose a device of a plugin that reads its tool's logs first.")
+            return None
+        info, dev = chosen
+        batches = self.batch_sizes()
+        batch = batches[0] if len(batches) == 1 else None  # for a log that does not say it
+        precision = self.precision.currentText() or ""
+        paths = tuple(str(p) for p in paths)
+        job = JobHandle(lambda: _logs_job(info, dev, self._model_source(), paths, batch, precision, self.store),
+                        f"Profiling (from logs) with {info.name}…")
+        return self._launch(job, f"— reading {len(paths)} log(s) with {info.name}", f"{info.name}:{dev.id} (from logs)")
+
+    def _launch(self, job: JobHandle, heading: str, live: str) -> JobHandle:
+        """Run a compile, profile or log job in the tab's lane: its events draw, its end lists the run."""
         job.event.connect(lambda ev, j=job: self._on_event(j, ev))
         job.log.connect(lambda level, msg, j=job: self.tasks.is_current(j) and self._log(level, msg))
         job.finished.connect(lambda result, j=job: self._on_end(j, result))
         job.failed.connect(lambda msg, j=job: self._on_end(j, None, msg))
         job.cancelled.connect(lambda j=job: self._on_end(j, None))
         self.error.hide()
-        self.log.appendPlainText(f"— {what.lower()} {precision}, batch sizes {list(batches)} on {info.name}:"
-                                 f"{dev.id} ({dev.name})")
-        self._live = f"{info.name}:{dev.id} {precision} (running)"
+        self.log.appendPlainText(heading)
+        self._live = live
         self.tasks.start(LANE, job)
         self._update_controls()
         return job
@@ -755,6 +797,7 @@ class DevicesPanel(QWidget):
         ready = chosen is not None and self._model_source() is not None and bool(self.batch_sizes())
         self.profile_button.setEnabled(ready and "profile" in caps and not running)
         self.compile_button.setEnabled(ready and "compile" in caps and not running)
+        self.logs_button.setEnabled(chosen is not None and "from_log" in caps and not running)
         self.compile_first.setEnabled("compile" in caps)
         if "compile" not in caps:
             self.compile_first.setChecked(False)

@@ -324,3 +324,30 @@ def test_the_default_target_runs_the_open_model_here(qtbot, shared_dir):
     state.set_analysis(run(build_job("mobilenet_v1", 0.25, 96)))
     panel.refresh_plugins()
     qtbot.waitUntil(lambda: panel.chosen() is not None and panel.chosen()[0].name == "onnxruntime", timeout=30_000)
+
+
+def test_logs_from_elsewhere_become_a_stored_run(qtbot):
+    """Import logs…: the plugin parses its tool's log (written on a board) into a run, stored and drawn like a
+    measured one; the batch size comes from the log, else from the one batch size ticked."""
+    from mbexplorer.devices import LogRequest
+    from mbexplorer.devices.host import discover, find, logs_job
+
+    panel = make_panel(qtbot, plugins=("sleeper",))
+    assert panel.choose_device("sleeper", "cpu") and panel.logs_button.isEnabled()
+    log = SAMPLES / "sleeper" / "logs" / "bs4.log"
+    with qtbot.waitSignal(panel.runFinished, timeout=30_000):
+        assert panel.import_logs([log]) is not None
+    run_ = panel.store.runs()[0]
+    assert run_.source == "log" and run_.status == "done" and panel.ticked_runs() == {run_.id}
+    # the same figures as the host reading it directly
+    info = find("sleeper", discover([SAMPLES / "sleeper"], entry_points=False))
+    direct = []
+    from mbexplorer.core.jobs import run as drive
+    drive(logs_job(info, LogRequest((str(log),))), lambda e: direct.append(e) if hasattr(e, "throughput") else None)
+    assert [(m.batch_size, m.throughput) for m in run_.measurements] == [(m.batch_size, m.throughput) for m in direct]
+    assert len(shown_points(panel, f"run:{run_.id}")[0]) == len(direct)
+    # a log without its batch size: the one ticked batch size is taken
+    panel.set_batch_sizes((2,))
+    with qtbot.waitSignal(panel.runFinished, timeout=30_000):
+        panel.import_logs([SAMPLES / "sleeper" / "logs" / "no_batch.log"])
+    assert {m.batch_size for m in panel.store.runs()[0].measurements} == {2}
