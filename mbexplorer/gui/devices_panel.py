@@ -42,9 +42,12 @@ from PySide6.QtWidgets import (
 
 from mbexplorer.core.errors import MbxError
 from mbexplorer.core.jobs import Progress, nested
+from mbexplorer.core.model import LoadedModel
 from mbexplorer.core.outputs import write_atomically
+from mbexplorer.core.overlays import Overlay
+from mbexplorer.core.quantize import is_quantized
 from mbexplorer.core.state import State
-from mbexplorer.devices import host
+from mbexplorer.devices import host, node_timings
 from mbexplorer.devices.api import Artifact, CompileRequest, Device, LogRequest, Measurement, ProfileRequest
 from mbexplorer.devices.references import published
 from mbexplorer.devices.store import Run, Store, data_home
@@ -127,6 +130,9 @@ def _run_job(info: host.PluginInfo, device: Device, source, precision: str, batc
     return (yield from nested(host.profile_job(info, req, store, device.name), split if do_compile else 0.0, 1.0))
 
 
+LATENCY_OVERLAY = "measured latency"
+
+
 def _logs_job(info: host.PluginInfo, device: Device, source, paths: tuple[str, ...], batch: int | None,
               precision: str, store: Store | None):
     """Read logs the vendor tool wrote elsewhere into a stored run (of the chosen model, when there is one)."""
@@ -193,7 +199,7 @@ class DevicesPanel(QWidget):
         self._build()
         for w in self.findChildren(QWidget):  # text fields and spin boxes take drops by default: a model or
             w.setAcceptDrops(False)            # images dropped anywhere on the tab go to the window
-        self.state.on("analysis", lambda _a: self._fill_models())
+        self.state.on("analysis", lambda _a: (self._fill_models(), self._on_device_chosen()))
         self._fill_models()
         self._update_controls()
 
@@ -212,6 +218,8 @@ class DevicesPanel(QWidget):
         choose.setToolTip("Profile an ONNX file instead of the open model")
         choose.clicked.connect(self.choose_model_dialog)
         self.precision = QComboBox()
+        self._precision_picked = False  # the user chose one: it stays while devices offer it
+        self.precision.activated.connect(lambda _i: setattr(self, "_precision_picked", True))
         self.batch_buttons: dict[int, QToolButton] = {}
         batch_box = QWidget()
         bl = QHBoxLayout(batch_box)
@@ -505,8 +513,14 @@ class DevicesPanel(QWidget):
         if chosen is not None:
             info, dev = chosen
             self.precision.addItems(list(dev.precisions))
-            if current in dev.precisions:
-                self.precision.setCurrentText(current)
+            # the user's choice where the device offers it, else the model's own: int8 for a quantized model,
+            # fp32 for a float one (a plugin refuses to time a float model as int8)
+            natural = "int8" if isinstance(self._model_source(), LoadedModel) and is_quantized(
+                self._model_source()) else "fp32"
+            for want in ([current] if self._precision_picked else []) + [natural]:
+                if want in dev.precisions:
+                    self.precision.setCurrentText(want)
+                    break
         self._update_controls()
 
     # models ----------------------------------------------------------------------------------------
@@ -635,12 +649,31 @@ class DevicesPanel(QWidget):
             s = ChartSeries(f"live:{ev.meaning}", self._live, ev.meaning, False, [], ev.device_name or ev.device,
                             ev.precision, f"{ev.tool} {ev.tool_version}".strip())
             self.chart.add_point(s.key, point_from_measurement(ev), make=s)
+            self._timings_overlay(ev)
             lat = ev.latency_ms
             self.log.appendPlainText(f"batch {ev.batch_size}: {ev.throughput:,.1f} img/s, "
                                      + (f"p50 {lat.p50:.3f} ms" if lat.p50 is not None else f"mean {lat.mean:.3f} ms"))
         elif isinstance(ev, _Compiled):
             self.artifact = (ev.key, ev.sha, ev.artifact)
             self.log.appendPlainText(f"compiled: {ev.artifact.path} ({ev.artifact.tool})")
+
+    def _timings_overlay(self, m: Measurement) -> None:
+        """A profile with per-node timings (onnxruntime's node_timings=1) of the open model: its times become the
+        block graph's latency overlay (View ▸ overlay menu), by node name (unique in every model the app opens)."""
+        analysis = self.state.analysis
+        data = node_timings(m)
+        if data is None or analysis is None or self._model_source() is not analysis.model:
+            return
+        known = set(analysis.index.names)
+        values = {n: float(v) / 1000.0 for n, v in data["nodes"].items() if n in known}
+        if not values:
+            return
+        self.state.add_overlay(Overlay(LATENCY_OVERLAY, "ms", values, aggregate="sum", source=f"profile:{m.plugin}",
+                                       description=f"measured time per run, batch {m.batch_size}, {m.tool} "
+                                                   f"{m.tool_version} on {m.device_name or m.device} (mean of "
+                                                   f"{data.get('runs', '?')} runs)"))
+        self.statusMessage.emit(f"Per-node times at batch {m.batch_size}: the graph's '{LATENCY_OVERLAY}' overlay",
+                                8000)
 
     def _on_end(self, job: JobHandle, result, error: str | None = None) -> None:
         if not self.tasks.is_current(job):

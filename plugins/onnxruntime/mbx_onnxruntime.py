@@ -50,6 +50,8 @@ import onnxruntime as ort
 
 from mbexplorer.devices import (
     END_TO_END,
+    NODE_TIMINGS_FORMAT,
+    NODE_TIMINGS_NOTE,
     Artifact,
     CompileRequest,
     Device,
@@ -68,8 +70,6 @@ CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "Tensorrt
 PROVIDERS = {"cpu": CPU, "cuda": CUDA, "tensorrt": TENSORRT}
 # CUDA has no integer convolution kernels in onnxruntime: a QDQ model runs in float there, so no int8 on cuda
 PRECISIONS = {"cpu": ("fp32", "int8"), "cuda": ("fp32",), "tensorrt": ("fp32", "fp16", "int8")}
-NODE_TIMINGS_FORMAT = "mbexplorer-node-timings/1"
-NODE_TIMINGS_NOTE = "node timings: "  # the note's last part: the path of the node-timings JSON file
 NODE_TIMING_RUNS = 10
 QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger"}
 QUANTIZE_FIRST = ("quantize it first (the Quantization tab, or `mbexplorer quantize MODEL --calib IMAGES`) and "

@@ -351,3 +351,37 @@ def test_logs_from_elsewhere_become_a_stored_run(qtbot):
     with qtbot.waitSignal(panel.runFinished, timeout=30_000):
         panel.import_logs([SAMPLES / "sleeper" / "logs" / "no_batch.log"])
     assert {m.batch_size for m in panel.store.runs()[0].measurements} == {2}
+
+
+def test_node_timings_become_the_graphs_latency_overlay(qtbot):
+    """onnxruntime's node_timings=1 on the open model: the measured time per node is an overlay of the block
+    graph, keyed by the model's own node names, in ms, summed per block."""
+    from mbexplorer.core.analysis import build_job, run
+    from mbexplorer.core.state import State
+    from mbexplorer.devices import node_timings
+    from mbexplorer.gui.devices_panel import LATENCY_OVERLAY
+
+    state = State()
+    state.set_analysis(run(build_job("mobilenet_v1", 0.25, 96)))
+    panel = DevicesPanel(state=state)  # the built-in plugins
+    qtbot.addWidget(panel)
+    with qtbot.waitSignal(panel.settled, timeout=60_000):
+        panel.show()
+    assert panel.choose_device("onnxruntime", "cpu")
+    panel.set_batch_sizes((1,))
+    panel.iterations.setValue(3)
+    panel.warmup.setValue(1)
+    panel.options.setText("node_timings=1")
+    with qtbot.waitSignal(panel.runFinished, timeout=60_000):
+        panel.start()
+    assert panel.store.runs()[0].measurements, panel.log.toPlainText()
+    [m] = panel.store.runs()[0].measurements
+    data = node_timings(m)
+    assert data is not None and LATENCY_OVERLAY in state.available_overlays()
+    ov = state.overlay_for(LATENCY_OVERLAY)
+    names = set(state.analysis.index.names)
+    expected = {n: v / 1000.0 for n, v in data["nodes"].items() if n in names}
+    assert len(expected) > 20  # the convs at least, by the model's own node names
+    assert ov.values == pytest.approx(expected) and ov.unit == "ms" and ov.aggregate == "sum"
+    assert sum(ov.block_values.values()) == pytest.approx(sum(expected.values()))
+    assert m.precision == "fp32"  # the float model's own precision, not the previous device's int8
