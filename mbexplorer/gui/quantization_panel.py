@@ -242,6 +242,7 @@ class QuantizationPanel(QWidget):
         self.curves = self._add_curves(CURVES[:2], Qt.SolidLine, 7, legend=True)
         # the what-if's series, dashed over the comparison's; in the legend only while a what-if is shown
         self.whatif_curves = self._add_curves(CURVES[2:], Qt.DashLine, 6, legend=False)
+        self.legend.setVisible(False)  # until there is a series: an empty one's sample is pyqtgraph's "hidden" mark
         self.table = self._make_table(COLUMNS, 0)  # execution order, as the chart
         self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)  # several layers to keep in float
         self.table.itemSelectionChanged.connect(self._on_row)
@@ -553,6 +554,8 @@ class QuantizationPanel(QWidget):
             dots.setData(x=xs, y=ys, data=tips, symbol=symbols)
             line.setVisible(bool(xs))  # a series that does not exist (isolated, on some runs) stays out
             dots.setVisible(bool(xs))
+        if curves is self.curves:
+            self.legend.setVisible(any(line.isVisible() for line, _ in curves.values()))
 
     def _show_whatif(self, comparison: dict | None) -> None:
         """The what-if pane's result (or None): its series over the comparison's, matched by tensor name."""

@@ -44,7 +44,9 @@ def test_comparison_fills_table_chart_and_overlay(qtbot, quant_window, direct, t
     w, panel = quant_window, quant_window.quantization
     partials = []
     panel.job_status.bar.valueChanged.connect(partials.append)
+    assert not panel.legend.isVisible()  # no series yet: no legend of empty samples
     _run(qtbot, panel)
+    assert panel.legend.isVisible()
     rows = direct["tensors"]
     assert panel.table.rowCount() == len(rows) == 31  # 27 fused ReLU6 pre-activations are not compared
     shown = {panel.table.item(r, 1).value: panel.table.item(r, 4).value for r in range(panel.table.rowCount())}
