@@ -23,6 +23,7 @@ from .errors import Cancelled, MbxError
 from .formatting import plural
 from .jobs import Progress, warn
 from .model import LoadedModel, from_proto
+from .outputs import write_atomically
 
 METHODS = ("minmax", "entropy", "percentile", "distribution")
 TYPES = ("uint8", "int8")
@@ -74,7 +75,7 @@ def quantize_job(model: LoadedModel, images: list[Path], *, preset: str | None =
         # From a file: given a ModelProto without the symbolic pass, onnxruntime writes its weights as external
         # data it then cannot read back.
         source = tmp / "float.onnx"
-        source.write_bytes(model.model.SerializeToString())
+        write_atomically(source, model.model.SerializeToString())
         quant_pre_process(str(source), prepared, skip_symbolic_shape=True)
         import onnx
 
