@@ -421,9 +421,7 @@ class ClassifyPanel(QWidget):
         label = f"Classifying {len(tasks)} image{'s' * (len(tasks) != 1)}…"
         job = JobHandle(lambda: classify_job(tasks, slots, cache, fast), label)
         job.event.connect(self._on_event)
-        job.finished.connect(lambda _, j=job: self._on_end(j))
-        job.failed.connect(lambda msg, j=job: self._on_end(j, msg))
-        job.cancelled.connect(lambda j=job: self._on_end(j))
+        job.on_end(lambda _result, error, j=job: self._on_end(j, error))
         self.runs += 1
         self.tasks.start(LANE, job)  # cancels the running one (stopped above already)
         self._refresh_all()

@@ -515,8 +515,8 @@ class DevicesPanel(QWidget):
             self.precision.addItems(list(dev.precisions))
             # the user's choice where the device offers it, else the model's own: int8 for a quantized model,
             # fp32 for a float one (a plugin refuses to time a float model as int8)
-            natural = "int8" if isinstance(self._model_source(), LoadedModel) and is_quantized(
-                self._model_source()) else "fp32"
+            source = self._model_source()
+            natural = "int8" if isinstance(source, LoadedModel) and is_quantized(source) else "fp32"
             for want in ([current] if self._precision_picked else []) + [natural]:
                 if want in dev.precisions:
                     self.precision.setCurrentText(want)
@@ -625,9 +625,7 @@ class DevicesPanel(QWidget):
         """Run a compile, profile or log job in the tab's lane: its events draw, its end lists the run."""
         job.event.connect(lambda ev, j=job: self._on_event(j, ev))
         job.log.connect(lambda level, msg, j=job: self.tasks.is_current(j) and self._log(level, msg))
-        job.finished.connect(lambda result, j=job: self._on_end(j, result))
-        job.failed.connect(lambda msg, j=job: self._on_end(j, None, msg))
-        job.cancelled.connect(lambda j=job: self._on_end(j, None))
+        job.on_end(lambda result, error, j=job: self._on_end(j, result, error))
         self.error.hide()
         self.log.appendPlainText(heading)
         self._live = live

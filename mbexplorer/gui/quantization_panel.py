@@ -438,9 +438,7 @@ class QuantizationPanel(QWidget):
         job = JobHandle(lambda: _job(analysis.model, other, other_path, images),
                         f"Comparing on {len(images)} image{'s' * (len(images) != 1)}…")
         job.event.connect(lambda ev, j=job: self._on_event(j, ev))
-        job.finished.connect(lambda c, j=job: self._on_end(j, c))
-        job.failed.connect(lambda msg, j=job: self._on_end(j, None, msg))
-        job.cancelled.connect(lambda j=job: self._on_end(j, None))
+        job.on_end(lambda comparison, error, j=job: self._on_end(j, comparison, error))
         self._analysis = analysis
         self._models, self._run_images = None, images
         self.whatif.set_baseline(None, None, [], None)  # a what-if of the last comparison would not match

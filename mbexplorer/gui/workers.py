@@ -185,6 +185,13 @@ class JobHandle(QObject):
         """Block until the thread has stopped (True at once when it already has been cleaned up)."""
         return not shiboken6.isValid(self._thread) or self._thread.wait(msecs)
 
+    def on_end(self, callback: Callable[[object, str | None], None]) -> None:
+        """Call ``callback(result, error)`` when the job ends, whichever way: (result, None) finished, (None,
+        message) failed, (None, None) cancelled; in the order ``finished``/``failed``/``cancelled`` come."""
+        self.finished.connect(lambda result: callback(result, None))
+        self.failed.connect(lambda message: callback(None, message))
+        self.cancelled.connect(lambda: callback(None, None))
+
     def _stop(self) -> None:
         if shiboken6.isValid(self._thread):
             self._thread.quit()
