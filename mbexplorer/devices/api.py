@@ -208,6 +208,17 @@ def measurement_from_times(times_ms: Sequence[float], *, batch_size: int, **fiel
     return Measurement(batch_size=batch_size, throughput=batch_size * 1000.0 / lat.mean, latency_ms=lat, **fields)
 
 
+def compiled_first(compile, request: ProfileRequest, workdir: str, share: float = 0.5):
+    """A profile's artifact: the request's own (compile ran before), or ``compile``'s result for the profile's
+    model, device, precision and batch sizes, written in the request's workdir (else ``workdir``) within the first
+    ``share`` of progress. A job; returns (artifact, the fraction where the profile's own progress starts)."""
+    if request.artifact is not None:
+        return request.artifact, 0.0
+    req = CompileRequest(request.model_path, request.device, request.precision, request.batch_sizes,
+                         request.workdir or workdir, request.source_path, request.options)
+    return (yield from nested(compile(req), 0.0, share)), share
+
+
 @dataclass(frozen=True)
 class Manifest:
     name: str
@@ -228,5 +239,5 @@ PluginJob = Generator[Event, None, Any]
 
 __all__ = ["API_VERSION", "CAPABILITIES", "DEVICE_COMPUTE", "END_TO_END", "KINDS", "MEANINGS", "PRECISIONS",
            "Artifact", "CompileRequest", "Device", "Event", "Latency", "Log", "LogRequest", "Manifest", "Measurement",
-           "PluginError", "PluginJob", "ProfileRequest", "Progress", "ToolMissing", "checkpoint", "latency_of",
-           "measurement_from_times", "nested", "percentile", "warn"]
+           "PluginError", "PluginJob", "ProfileRequest", "Progress", "ToolMissing", "checkpoint", "compiled_first",
+           "latency_of", "measurement_from_times", "nested", "percentile", "warn"]

@@ -34,6 +34,7 @@ from mbexplorer.devices import (
     Progress,
     Remote,
     ToolMissing,
+    compiled_first,
     copy,
     find_tool,
     image_input,
@@ -105,12 +106,7 @@ class Plugin:
         version = yield from _ais_bench_version(python, remote)
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-ascend-") as tmp:
-            artifact = request.artifact
-            if artifact is None:
-                artifact = yield from nested(self.compile(CompileRequest(
-                    request.model_path, request.device, request.precision, request.batch_sizes,
-                    request.workdir or tmp, request.source_path, request.options)), 0.0, 0.5)
-            start = 0.5 if request.artifact is None else 0.0
+            artifact, start = yield from compiled_first(self.compile, request, tmp)
             out = f"{rdir}/ais_out" if remote else str(Path(tmp) / "ais_out")
             yield from run_tool(["mkdir", "-p", out], remote=remote)
             for i, b in enumerate(request.batch_sizes):

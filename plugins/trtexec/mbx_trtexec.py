@@ -34,6 +34,7 @@ from mbexplorer.devices import (
     Measurement,
     PluginError,
     Progress,
+    compiled_first,
     copy,
     find_tool,
     image_input,
@@ -119,12 +120,7 @@ class Plugin:
         warm_ms = int(opts.get("warmup_ms", 200)) if request.warmup > 0 else 0
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-trtexec-") as tmp:
-            artifact = request.artifact
-            if artifact is None:
-                artifact = yield from nested(self.compile(CompileRequest(
-                    request.model_path, request.device, request.precision, request.batch_sizes,
-                    request.workdir or tmp, request.source_path, request.options)), 0.0, 0.5)
-            start = 0.5 if request.artifact is None else 0.0
+            artifact, start = yield from compiled_first(self.compile, request, tmp)
             if remote:
                 yield from run_tool(["mkdir", "-p", rdir], remote=remote)
             for i, b in enumerate(request.batch_sizes):

@@ -35,6 +35,7 @@ from mbexplorer.devices import (
     Measurement,
     PluginError,
     Progress,
+    compiled_first,
     copy,
     find_tool,
     image_input,
@@ -94,12 +95,7 @@ class Plugin:
                               ".json)." + (f" {vdsp} does not exist." if vdsp else ""))
         rdir = opts.get("remote_dir", REMOTE_DIR)
         with tempfile.TemporaryDirectory(prefix="mbx-vastai-") as tmp:
-            artifact = request.artifact
-            if artifact is None:
-                artifact = yield from nested(self.compile(CompileRequest(
-                    request.model_path, request.device, request.precision, request.batch_sizes,
-                    request.workdir or tmp, request.source_path, request.options)), 0.0, 0.3)
-            start = 0.3 if request.artifact is None else 0.0
+            artifact, start = yield from compiled_first(self.compile, request, tmp, 0.3)
             prefix = model_prefix(Path(artifact.path) / "model")
             model, params = str(prefix), vdsp
             if remote:
