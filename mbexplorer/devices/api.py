@@ -198,6 +198,16 @@ def latency_of(times_ms: Sequence[float]) -> Latency:
     return Latency(sum(s) / len(s), percentile(s, 50), percentile(s, 90), percentile(s, 99))
 
 
+def reported_latency(raw_ms: Sequence[float], stats: dict) -> Latency | None:
+    """A tool's latency: the statistics of its per-iteration times where it gave them, else the figures it printed
+    (``stats``: mean, median, p90, p99; one it did not print is None, never made up); None without a mean."""
+    if raw_ms:
+        return latency_of(raw_ms)
+    if "mean" not in stats:
+        return None
+    return Latency(stats["mean"], stats.get("median"), stats.get("p90"), stats.get("p99"))
+
+
 def measurement_from_times(times_ms: Sequence[float], *, batch_size: int, **fields: Any) -> Measurement:
     """A :class:`Measurement` from per-iteration times of one call on ``batch_size`` images each: throughput is
     ``batch_size`` images per mean call time. ``fields``: the other Measurement fields (iterations defaults to the
@@ -240,4 +250,4 @@ PluginJob = Generator[Event, None, Any]
 __all__ = ["API_VERSION", "CAPABILITIES", "DEVICE_COMPUTE", "END_TO_END", "KINDS", "MEANINGS", "PRECISIONS",
            "Artifact", "CompileRequest", "Device", "Event", "Latency", "Log", "LogRequest", "Manifest", "Measurement",
            "PluginError", "PluginJob", "ProfileRequest", "Progress", "ToolMissing", "checkpoint", "compiled_first",
-           "latency_of", "measurement_from_times", "nested", "percentile", "warn"]
+           "latency_of", "measurement_from_times", "nested", "percentile", "reported_latency", "warn"]

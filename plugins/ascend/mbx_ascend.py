@@ -28,7 +28,6 @@ from mbexplorer.devices import (
     Artifact,
     CompileRequest,
     Device,
-    Latency,
     Measurement,
     PluginError,
     Progress,
@@ -38,8 +37,8 @@ from mbexplorer.devices import (
     copy,
     find_tool,
     image_input,
-    latency_of,
     remote_from_options,
+    reported_latency,
     run_tool,
 )
 
@@ -254,13 +253,9 @@ def parse_output(text: str) -> list[AisRun]:
 
 def measurement(run: AisRun, batch: int, precision: str, device: str, sha: str, version: str, when: float,
                 source: str, warmup: int) -> Measurement:
-    c = run.compute
-    if run.raw:
-        latency = latency_of(run.raw)
-    elif "mean" in c:
-        # ais_bench prints the median and the 99th percentile, not the 90th
-        latency = Latency(c["mean"], c.get("median"), c.get("p90"), c.get("p99"))
-    else:
+    # without per-iteration times, ais_bench's summary: the median and the 99th percentile, not the 90th
+    latency = reported_latency(run.raw, run.compute)
+    if latency is None:
         raise PluginError("ais_bench printed no NPU_compute_time.")
     iterations = len(run.raw) or run.iterations
     if not iterations:

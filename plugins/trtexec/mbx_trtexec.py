@@ -30,7 +30,6 @@ from mbexplorer.devices import (
     Artifact,
     CompileRequest,
     Device,
-    Latency,
     Measurement,
     PluginError,
     Progress,
@@ -38,8 +37,8 @@ from mbexplorer.devices import (
     copy,
     find_tool,
     image_input,
-    latency_of,
     remote_from_options,
+    reported_latency,
     run_tool,
     tool_path,
     warn,
@@ -268,13 +267,9 @@ def measurement(run: TrtRun, batch: int, precision: str, device: str, sha: str, 
                 source: str) -> Measurement:
     if run.qps is None:
         raise PluginError("trtexec printed no '=== Performance summary ===' with a Throughput line.")
-    lat = run.stats.get("Latency", {})
-    if run.raw:
-        latency = latency_of(run.raw)
-    elif "mean" in lat:
-        # without per-query times, trtexec's own figures; an old trtexec prints no 90th percentile
-        latency = Latency(lat["mean"], lat.get("median"), lat.get("p90"), lat.get("p99"))
-    else:
+    # without per-query times, trtexec's own figures; an old trtexec prints no 90th percentile
+    latency = reported_latency(run.raw, run.stats.get("Latency", {}))
+    if latency is None:
         raise PluginError("trtexec's performance summary has no Latency line.")
     iterations = len(run.raw) or run.queries
     if not iterations:
