@@ -182,6 +182,12 @@ class Measurement:
         return cls(**d)
 
 
+def device_index(device: str) -> str:
+    """The number a vendor tool takes for a device id ("npu:1" -> "1"); "0" for an id without one."""
+    tail = device.rpartition(":")[2]
+    return tail if tail.isdigit() else "0"
+
+
 def percentile(sorted_ms: Sequence[float], q: float) -> float:
     """The q-th percentile (0..100) of sorted values, linearly interpolated (numpy's default method)."""
     if not sorted_ms:
@@ -250,4 +256,4 @@ PluginJob = Generator[Event, None, Any]
 __all__ = ["API_VERSION", "CAPABILITIES", "DEVICE_COMPUTE", "END_TO_END", "KINDS", "MEANINGS", "PRECISIONS",
            "Artifact", "CompileRequest", "Device", "Event", "Latency", "Log", "LogRequest", "Manifest", "Measurement",
            "PluginError", "PluginJob", "ProfileRequest", "Progress", "ToolMissing", "checkpoint", "compiled_first",
-           "latency_of", "measurement_from_times", "nested", "percentile", "reported_latency", "warn"]
+           "device_index", "latency_of", "measurement_from_times", "nested", "percentile", "reported_latency", "warn"]

@@ -35,6 +35,7 @@ from mbexplorer.devices import (
     ToolMissing,
     compiled_first,
     copy,
+    device_index,
     find_tool,
     image_input,
     remote_from_options,
@@ -120,9 +121,9 @@ class Plugin:
                     yield from copy(remote, str(om), model)
                 result = yield from run_tool([python, "-m", "ais_bench", "--model", model, "--loop",
                                               str(request.iterations), "--warmup_count", str(request.warmup),
-                                              "--batchsize", str(b), "--device", _index(request.device), "--output",
-                                              out, "--output_dirname", f"bs{b}", "--display_all_summary", "1"],
-                                             remote=remote)
+                                              "--batchsize", str(b), "--device", device_index(request.device),
+                                              "--output", out, "--output_dirname", f"bs{b}",
+                                              "--display_all_summary", "1"], remote=remote)
                 summary = Path(tmp) / f"bs{b}_summary.json"
                 if remote:
                     yield from copy(remote, f"{out}/bs{b}_summary.json", str(summary), upload=False)
@@ -275,7 +276,6 @@ def measurement(run: AisRun, batch: int, precision: str, device: str, sha: str, 
         meaning=DEVICE_COMPUTE, timestamp=when, raw_ms=tuple(run.raw), note=note + (f"; {source}" if source else ""))
 
 
-# --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
 
 def _ais_bench_version(python: str, remote: Remote | None):
     """ais_bench's version, which also proves it is installed in that python."""
@@ -295,24 +295,9 @@ def _soc_version(device: str, remote: Remote | None):
         npus = parse_npu_smi(result.output)
     except ToolMissing:
         npus = []
-    index = _index(device)
+    index = device_index(device)
     match = [n for n in npus if n["device"] == index] or npus[:1]
     if not match:
         raise PluginError("set the soc_version option (e.g. Ascend310P3): npu-smi is not here to tell the chip; "
                           "`npu-smi info` on the machine with the NPU shows it in its Name column.")
     return f"Ascend{match[0]['name']}"
-
-
-def _index(device: str) -> str:
-    tail = device.rpartition(":")[2]
-    return tail if tail.isdigit() else "0"
-
-
-def nested(job, start: float, end: float):
-    """Run a sub-job inside start..end of this job's progress; returns its result."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(start + (end - start) * event.fraction, event.message) if isinstance(event, Progress) else event

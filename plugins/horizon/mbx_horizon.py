@@ -211,15 +211,3 @@ def measurement(run: PerfRun, batch: int, device: str, sha: str, when: float, ex
         latency_ms=Latency(run.latency_ms, None, None, None), iterations=run.frames, warmup=0,
         meaning=END_TO_END, timestamp=when, device_name=f"RDK {run.soc.upper()}" if run.soc else "",
         note=note + (f"; {extra}" if extra else ""))
-
-
-# --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
-
-def nested(job, start: float, end: float):
-    """Run a sub-job inside start..end of this job's progress; returns its result."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(start + (end - start) * event.fraction, event.message) if isinstance(event, Progress) else event

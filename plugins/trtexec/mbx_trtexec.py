@@ -35,6 +35,7 @@ from mbexplorer.devices import (
     Progress,
     compiled_first,
     copy,
+    device_index,
     find_tool,
     image_input,
     remote_from_options,
@@ -98,8 +99,9 @@ class Plugin:
             engine = out / f"model_bs{b}.engine"
             target = f"{rdir}/model_bs{b}.engine" if remote else str(engine)
             result = yield from run_tool([trtexec, f"--onnx={onnx}", f"--saveEngine={target}",
-                                          *_shapes(name, fixed, b, chw), *flags, f"--device={_index(request.device)}",
-                                          "--skipInference"], remote=remote)
+                                          *_shapes(name, fixed, b, chw), *flags,
+                                          f"--device={device_index(request.device)}", "--skipInference"],
+                                         remote=remote)
             version = version or parse_run(result.output).version
             if remote:
                 yield from copy(remote, target, str(engine), upload=False)
@@ -136,7 +138,7 @@ class Plugin:
                 result = yield from run_tool([trtexec, f"--loadEngine={engine_arg}", *_shapes(name, fixed, b, chw),
                                               f"--iterations={request.iterations}", f"--warmUp={warm_ms}",
                                               "--duration=0", f"--exportTimes={times_arg}",
-                                              f"--device={_index(request.device)}"], remote=remote)
+                                              f"--device={device_index(request.device)}"], remote=remote)
                 if remote:
                     yield from copy(remote, times_arg, str(times), upload=False)
                 run = parse_run(result.output)
@@ -289,11 +291,7 @@ def measurement(run: TrtRun, batch: int, precision: str, device: str, sha: str, 
         device_name=run.device_name, note=note + (f"; {source}" if source else ""))
 
 
-# --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
 
-def _index(device: str) -> str:
-    tail = device.rpartition(":")[2]
-    return tail if tail.isdigit() else "0"
 
 
 def _shapes(name: str, fixed: int | None, batch: int, chw: tuple[int, int, int]) -> list[str]:
@@ -304,13 +302,3 @@ def _shapes(name: str, fixed: int | None, batch: int, chw: tuple[int, int, int])
         return []  # trtexec refuses --shapes for a model without dynamic dimensions
     quoted = f"'{name}'" if ":" in name else name  # trtexec's way of quoting a name that holds ':'
     return [f"--shapes={quoted}:{batch}x{chw[0]}x{chw[1]}x{chw[2]}"]
-
-
-def nested(job, start: float, end: float):
-    """Run a sub-job inside start..end of this job's progress; returns its result."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(start + (end - start) * event.fraction, event.message) if isinstance(event, Progress) else event

@@ -37,6 +37,7 @@ from mbexplorer.devices import (
     Progress,
     compiled_first,
     copy,
+    device_index,
     find_tool,
     image_input,
     remote_from_options,
@@ -108,7 +109,7 @@ class Plugin:
                 yield Progress(start + (1 - start) * i / len(request.batch_sizes), f"vamp: batch {b}")
                 result = yield from run_tool([vamp, "-m", model, "--vdsp_params", params, "-i",
                                               opts.get("instances", "1"), "-p", opts.get("processes", "1"), "-b",
-                                              str(b), "-d", _index(request.device), "--iterations",
+                                              str(b), "-d", device_index(request.device), "--iterations",
                                               str(request.iterations)], remote=remote)
                 runs = parse_output(result.output)
                 if not runs:
@@ -238,20 +239,3 @@ def measurement(run: VampRun, precision: str, device: str, sha: str, when: float
         precision=precision, batch_size=run.batch, throughput=run.qps,
         latency_ms=Latency(e["avg"], e["p50"], e["p90"], e["p99"]), iterations=run.iterations, warmup=0,
         meaning=END_TO_END, timestamp=when, note=note + (f"; {source}" if source else ""))
-
-
-# --- helpers (each plugin keeps its own: plugins share only mbexplorer.devices) -------------------------------
-
-def _index(device: str) -> str:
-    tail = device.rpartition(":")[2]
-    return tail if tail.isdigit() else "0"
-
-
-def nested(job, start: float, end: float):
-    """Run a sub-job inside start..end of this job's progress; returns its result."""
-    while True:
-        try:
-            event = next(job)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(start + (end - start) * event.fraction, event.message) if isinstance(event, Progress) else event
