@@ -634,20 +634,28 @@ def weight_nodes(float_model: LoadedModel, quant_model: LoadedModel) -> list[tup
     return sorted(out, key=lambda m: m[1])
 
 
+def channel_sums(gf: GraphIndex, fi: int, gq: GraphIndex, qi: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per output channel, sum f^2 and sum (f - q)^2 of a matched layer's float weight f and quantized
+    (dequantized) weight q; None when either is not a constant of the same shape."""
+    if len(gf.nodes[fi].input) < 2 or len(gq.nodes[qi].input) < 2:
+        return None
+    fw, qw = constant(gf, gf.nodes[fi].input[1]), constant(gq, gq.nodes[qi].input[1])
+    if fw is None or qw is None or fw.shape != qw.shape:
+        return None
+    other = tuple(a for a in range(fw.ndim) if a != channel_axis(gf, fi))
+    return (fw * fw).sum(other), ((fw - qw) ** 2).sum(other)
+
+
 def weight_errors(float_model: LoadedModel, quant_model: LoadedModel) -> list[dict]:
     """For each matched Conv/Gemm/MatMul: SQNR of the quantized weight (dequantized) against the float one, and
     per output channel, with the worst channel. One channel whose range dwarfs the others' (a depthwise layer
     under per-tensor scales) shows as a low worst-channel SQNR."""
     out = []
     for gf, fi, gq, qi in weight_nodes(float_model, quant_model):
-        if len(gf.nodes[fi].input) < 2 or len(gq.nodes[qi].input) < 2:
+        sums = channel_sums(gf, fi, gq, qi)
+        if sums is None:
             continue
-        fw, qw = constant(gf, gf.nodes[fi].input[1]), constant(gq, gq.nodes[qi].input[1])
-        if fw is None or qw is None or fw.shape != qw.shape:
-            continue
-        axis = channel_axis(gf, fi)
-        other = tuple(a for a in range(fw.ndim) if a != axis)
-        sig, noise = (fw * fw).sum(other), ((fw - qw) ** 2).sum(other)
+        sig, noise = sums
         per = [sqnr_db(s, e) for s, e in zip(sig, noise)]
         worst = int(np.argmin(per))
         out.append({"name": gf.nodes[fi].input[1], "node": gf.names[fi], "sqnr_db": sqnr_db(sig.sum(), noise.sum()),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from onnx import numpy_helper
 
-from .compare import channel_axis, constant, sqnr_db, weight_nodes
+from .compare import channel_sums, sqnr_db, weight_nodes
 from .errors import MbxError
 from .graph import GraphIndex
 from .model import LoadedModel
@@ -64,13 +64,8 @@ def channel_sqnr(float_model: LoadedModel, quant_model: LoadedModel, node: str, 
     for gf, fi, gq, qi in weight_nodes(float_model, quant_model):
         if gf.nodes[fi].name != node and gf.nodes[fi].output[0] != tensor:
             continue
-        if len(gf.nodes[fi].input) < 2 or len(gq.nodes[qi].input) < 2:
-            return None
-        fw, qw = constant(gf, gf.nodes[fi].input[1]), constant(gq, gq.nodes[qi].input[1])
-        if fw is None or qw is None or fw.shape != qw.shape:
-            return None
-        other = tuple(a for a in range(fw.ndim) if a != channel_axis(gf, fi))
-        return [sqnr_db(s, e) for s, e in zip((fw * fw).sum(other), ((fw - qw) ** 2).sum(other))]
+        sums = channel_sums(gf, fi, gq, qi)
+        return None if sums is None else [sqnr_db(s, e) for s, e in zip(*sums)]
     return None
 
 
