@@ -477,6 +477,12 @@ def _tensors(fpre: Preprocess, qpre: Preprocess, path: str | Path) -> tuple[np.n
     return fx, fx if qpre == fpre else qpre(picture)
 
 
+def agreement(reference: np.ndarray, output: np.ndarray) -> tuple[bool, bool]:
+    """Whether the reference's top-1 class is ``output``'s top-1, and among its top 5 (ties by index, as top_k)."""
+    best = int(np.argmax(reference))
+    return best == int(np.argmax(output)), best in np.argsort(-output, kind="stable")[:5]
+
+
 def compare_job(float_model: LoadedModel, quant_model: LoadedModel, images: Sequence[str | Path],
                 preset: str | None = None, isolated: bool = True) -> Job:
     """Run both models on every image and measure each matched tensor; returns a :class:`Comparison`.
@@ -562,9 +568,9 @@ def compare_job(float_model: LoadedModel, quant_model: LoadedModel, images: Sequ
                                "versions of one classifier.")
             c.acc.add(range(len(pairs)), figures)
             c.output_acc.update(0, f_out, q_out)
-            best = int(np.argmax(f_out))
-            c.top1 += best == int(np.argmax(q_out))
-            c.top5 += best in np.argsort(-q_out, kind="stable")[:5]
+            one, five = agreement(f_out, q_out)
+            c.top1 += one
+            c.top5 += five
             c.images += 1
             del fr, qr, f_out, q_out
             yield Partial(c.images, c.to_dict())

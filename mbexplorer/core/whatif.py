@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .compare import Accumulators, compare_job
+from .compare import Accumulators, agreement, compare_job
 from .equalize import equalize_job
 from .errors import MbxError
 from .graph import GraphIndex
@@ -168,11 +166,11 @@ def output_agreement_job(reference: LoadedModel, models: Sequence[LoadedModel],
         ref, *outs = (s.run({s.input_names[0]: x}, [s.output_names[0]])[s.output_names[0]].ravel()
                       for s, x in zip(sessions, feeds))
         checkpoint()
-        best = int(np.argmax(ref))
         for j, o in enumerate(outs):
             acc.update(j, ref, o)
-            top1[j] += best == int(np.argmax(o))
-            top5[j] += best in np.argsort(-o, kind="stable")[:5]
+            one, five = agreement(ref, o)
+            top1[j] += one
+            top5[j] += five
         n += 1
     return [(acc.stats(j)["sqnr_db"] if n else None, top1[j] / n if n else None, top5[j] / n if n else None)
             for j in range(len(models))]
