@@ -6,10 +6,10 @@ modules are private. See :mod:`mbexplorer.devices.api` for the contract and the 
 
 from .api import *  # noqa: F403 (the API's own __all__ is the list)
 from .api import __all__ as _api
-from .hostinfo import ImageInput, cpu_name, image_input, physical_cores, usable_cpus
+from .hostinfo import ImageInput, cpu_name, image_input, physical_cores, random_input, usable_cpus
 from .timings import NODE_TIMINGS_FORMAT, NODE_TIMINGS_NOTE, node_timings
 from .tools import Remote, ToolResult, copy, find_tool, remote_from_options, run_tool, tool_path
 
 __all__ = [*_api, "NODE_TIMINGS_FORMAT", "NODE_TIMINGS_NOTE", "ImageInput", "Remote", "ToolResult", "copy",
-           "cpu_name", "find_tool", "image_input", "node_timings", "physical_cores", "remote_from_options",
-           "run_tool", "tool_path", "usable_cpus"]
+           "cpu_name", "find_tool", "image_input", "node_timings", "physical_cores", "random_input",
+           "remote_from_options", "run_tool", "tool_path", "usable_cpus"]

@@ -8,6 +8,8 @@ import platform
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from .api import PluginError
 
 
@@ -64,3 +66,15 @@ def image_input(path: str) -> ImageInput:
     if len(dims) != 4 or not all(chw):
         raise PluginError(f"the input {inputs[0].name} of {Path(path).name} is not N x C x H x W with fixed C, H, W.")
     return ImageInput(inputs[0].name, dims[0].dim_value or None, chw)
+
+
+def random_input(rng, dtype, shape) -> np.ndarray:
+    """Timing data for one input: uniform in -1..1 for floats, over the whole range for integers, 0/1 for bool
+    (what the values are does not change a MobileNet's time; only their type and shape do)."""
+    dtype, shape = np.dtype(dtype), list(shape)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, int(info.max) + 1, shape, dtype=dtype)
+    return rng.uniform(-1.0, 1.0, shape).astype(dtype)

@@ -36,6 +36,7 @@ from mbexplorer.devices import (
     cpu_name,
     measurement_from_times,
     physical_cores,
+    random_input,
     warn,
 )
 
@@ -80,14 +81,6 @@ def _options(request) -> tuple[int, bool]:
     if xnn not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
         raise PluginError(f"option xnnpack must be 1 or 0, not {xnn!r}.")
     return (int(text) if text else physical_cores()), xnn in ("1", "true", "yes", "on")
-
-
-def _random(rng: np.random.Generator, dtype, shape) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, int(info.max) + 1, list(shape), dtype=dtype)
-    return rng.uniform(-1.0, 1.0, list(shape)).astype(dtype)
 
 
 class Plugin:
@@ -146,7 +139,7 @@ class Plugin:
                            f"({why}); the file runs at batch {file_batch} only. Not measured: a loop of "
                            f"batch-{file_batch} calls is not a batched run.")
                 continue
-            feeds = [(d["index"], _random(rng, d["dtype"], d["shape"])) for d in it.get_input_details()]
+            feeds = [(d["index"], random_input(rng, d["dtype"], d["shape"])) for d in it.get_input_details()]
             outs = [d["index"] for d in it.get_output_details()]
             times = []
             for k in range(request.warmup + request.iterations):

@@ -62,6 +62,7 @@ from mbexplorer.devices import (
     cpu_name,
     measurement_from_times,
     physical_cores,
+    random_input,
     warn,
 )
 
@@ -174,12 +175,7 @@ def _random_input(rng: np.random.Generator, meta, batch: int) -> np.ndarray:
         raise PluginError(f"input {meta.name!r} has symbolic sizes {meta.shape} beyond the batch; give a model with "
                           "fixed sizes (open it in mbexplorer with --input-shape and save it, or fix them in the "
                           "exporter).")
-    if dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(np.bool_)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, int(info.max) + 1, shape, dtype=dtype)
-    return rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    return random_input(rng, dtype, shape)
 
 
 # --- the plugin -------------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ from mbexplorer.devices import (
     find_tool,
     latency_of,
     measurement_from_times,
+    random_input,
     run_tool,
     usable_cpus,
     warn,
@@ -101,15 +102,6 @@ def _threads(request) -> int:
     if not text.strip().isdigit() or int(text) < 1:
         raise PluginError(f"option threads must be a whole number >= 1, not {text!r}.")
     return int(text)
-
-
-def _random(rng: np.random.Generator, dtype: np.dtype, shape: list[int]) -> np.ndarray:
-    if dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(np.bool_)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return rng.integers(info.min, int(info.max) + 1, shape, dtype=dtype)
-    return rng.uniform(-1.0, 1.0, shape).astype(dtype)
 
 
 class Plugin:
@@ -241,7 +233,7 @@ class Plugin:
             if compiled is None:
                 yield warn(f"batch {b} is not possible with this model in OpenVINO: {source}")
                 continue
-            inputs = {k: _random(rng, inp.get_element_type().to_dtype(), list(inp.get_shape()))
+            inputs = {k: random_input(rng, inp.get_element_type().to_dtype(), list(inp.get_shape()))
                       for k, inp in enumerate(compiled.inputs)}
             used = compiled.get_property("INFERENCE_NUM_THREADS") if device.kind == "cpu" else 0
             name = f"{cpu_name()} ({used} threads)" if used else device.name
