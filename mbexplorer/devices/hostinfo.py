@@ -8,8 +8,6 @@ import platform
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
 from .api import PluginError
 
 
@@ -68,9 +66,11 @@ def image_input(path: str) -> ImageInput:
     return ImageInput(inputs[0].name, dims[0].dim_value or None, chw)
 
 
-def random_input(rng, dtype, shape) -> np.ndarray:
+def random_input(rng, dtype, shape):
     """Timing data for one input: uniform in -1..1 for floats, over the whole range for integers, 0/1 for bool
     (what the values are does not change a MobileNet's time; only their type and shape do)."""
+    import numpy as np  # here: discovery imports this package, and must not need numpy
+
     dtype, shape = np.dtype(dtype), list(shape)
     if dtype == np.bool_:
         return rng.integers(0, 2, shape).astype(np.bool_)
